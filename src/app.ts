@@ -1,0 +1,100 @@
+// buildApp(deps): the Fastify app with health, error handling and the proxy routes. It never listens;
+// main.ts does, and tests use port 0.
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config/load.js';
+import { KeypoolError } from './errors.js';
+import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
+import { createForwarder } from './proxy/forward.js';
+import { registerProxy } from './proxy/plugin.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** One key pool per upstream, by upstream name. */
+    pools: ReadonlyMap<string, KeyPool>;
+  }
+}
+
+export interface AppDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** @default systemClock */
+  readonly clock?: Clock;
+  /** Source of jitter. @default Math.random */
+  readonly random?: () => number;
+  /** Told of every cooldown, disable and success, e.g. for the demo's live output. */
+  readonly onPoolEvent?: PoolListener;
+}
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, logger } = deps;
+  const clock = deps.clock ?? systemClock;
+  const random = deps.random ?? Math.random;
+
+  const app = Fastify({
+    // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type the default one.
+    loggerInstance: logger as FastifyBaseLogger,
+    // keypool logs one line per request itself, with attempts and key name (proxy/plugin.ts).
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.server.bodyLimitBytes,
+    return503OnClosing: true,
+  });
+
+  const listener = (event: PoolEvent): void => {
+    logPoolEvent(logger, event, clock.now());
+    deps.onPoolEvent?.(event);
+  };
+  const pools = new Map(config.upstreams.map((u) => [u.name, new KeyPool(u.name, u.keys, listener)] as const));
+  app.decorate('pools', pools);
+
+  const forwarder = createForwarder({ connectTimeoutMs: config.retry.connectTimeoutMs });
+  app.addHook('onClose', async () => forwarder.close());
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const error = toKeypoolError(err);
+    if (error.status >= 500) request.log.error({ err }, 'request failed');
+    return reply.code(error.status).headers(error.headers).send(error.toBody());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const prefixes = config.upstreams.map((u) => u.prefix).join(', ');
+    const error = new KeypoolError(
+      'keypool_route_not_found',
+      `No upstream serves ${request.method} ${request.url.split('?')[0]}; configured prefixes: ${prefixes}.`,
+    );
+    return reply.code(error.status).send(error.toBody());
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  registerProxy(app, { config, pools, forwarder, clock, random });
+  return app;
+}
+
+function toKeypoolError(err: FastifyError): KeypoolError {
+  if (err instanceof KeypoolError) return err;
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || err.statusCode === 413) {
+    return new KeypoolError('keypool_body_too_large', 'Request body is larger than server.bodyLimitBytes.', { cause: err });
+  }
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+    return new KeypoolError('keypool_invalid_request', err.message, { cause: err });
+  }
+  return new KeypoolError('keypool_internal_error', 'Internal error in keypool.', { cause: err });
+}
+
+function logPoolEvent(logger: Logger, event: PoolEvent, now: number): void {
+  switch (event.type) {
+    case 'disabled':
+      logger.warn({ upstream: event.upstream, key: event.key, reason: event.reason }, 'key disabled until restart');
+      break;
+    case 'cooldown':
+      if (event.extended) {
+        logger.info(
+          { upstream: event.upstream, key: event.key, reason: event.reason, cooldownMs: Math.max(0, event.until - now) },
+          'key cooling down',
+        );
+      }
+      break;
+    case 'success':
+      break;
+  }
+}

@@ -1,0 +1,88 @@
+// The config document's shape and every default keypool has. Nothing else in src/ may invent a default.
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+
+/** A key as written in YAML: a bare secret, or `{ name, key }`. */
+const keyEntrySchema = z.union([
+  z.string(),
+  z.strictObject({
+    /** Stable name used in logs, headers and admin output. Default: `<upstream>-<n>`. */
+    name: z.string().min(1).regex(/^[A-Za-z0-9._:-]+$/, 'use letters, digits, . _ : -').optional(),
+    key: z.string(),
+  }),
+]);
+
+const upstreamSchema = z.strictObject({
+  /** Upstream name; also the stem of derived key names. */
+  name: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, . _ -'),
+  /** Client path prefix that maps to `baseUrl`. @default "/v1" */
+  prefix: z
+    .string()
+    .regex(/^\/([A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*)?$/, 'a path such as /v1 (no trailing slash)')
+    .default('/v1'),
+  /** What the prefix maps to, e.g. https://api.openai.com/v1 */
+  baseUrl: z.url({ protocol: /^https?$/ }),
+  /**
+   * Header that carries the pool key. `authorization` sends `Bearer <key>`; any other name
+   * (e.g. `x-api-key` for Anthropic) sends the bare key. @default "authorization"
+   */
+  authHeader: z.string().toLowerCase().regex(/^[a-z0-9-]+$/).default('authorization'),
+  keys: z.array(keyEntrySchema).default([]),
+  /** Environment variable holding a comma/whitespace separated list of keys. */
+  keysFromEnv: z.string().min(1).optional(),
+  /** File with one key per line (blank lines and `#` comments ignored). */
+  keysFromFile: z.string().min(1).optional(),
+});
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      /** @default "127.0.0.1": loopback only; use 0.0.0.0 in a container. */
+      host: z.string().min(1).default('127.0.0.1'),
+      /** @default 8787 */
+      port: z.number().int().min(0).max(65535).default(8787),
+      /** Largest request body buffered for replay; larger ones get 413. @default 52428800 (50 MiB) */
+      bodyLimitBytes: z.number().int().positive().default(50 * MiB),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      /** @default "info" */
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  upstreams: z.array(upstreamSchema).min(1, 'at least one upstream is required'),
+  retry: z
+    .strictObject({
+      /** Attempts allowed once every key has been tried or is cooling (walking the pool is free). @default 3 */
+      maxRetries: z.number().int().min(0).max(100).default(3),
+      /** Total time one request may spend waiting for a cooling key. @default 30000 */
+      maxWaitMs: z.number().int().min(0).default(30_000),
+      /** Whole-request deadline, from arrival to the last response byte. @default 600000 */
+      timeoutMs: z.number().int().positive().default(600_000),
+      /** Time allowed to open a TCP/TLS connection to the upstream. @default 10000 */
+      connectTimeoutMs: z.number().int().positive().default(10_000),
+      /** First backoff after a 5xx or connection error, doubled per retry, jittered. @default 250 */
+      serverErrorBackoffMs: z.number().int().min(0).default(250),
+      /** Ceiling of that backoff. @default 2000 */
+      serverErrorBackoffMaxMs: z.number().int().min(0).default(2_000),
+    })
+    .prefault({}),
+  cooldown: z
+    .strictObject({
+      /** First cooldown after a 429 that names no reset time; doubles per consecutive 429. @default 1000 */
+      backoffBaseMs: z.number().int().positive().default(1_000),
+      /** Ceiling of that backoff. @default 60000 */
+      backoffMaxMs: z.number().int().positive().default(60_000),
+      /** Cooldown for a key that is out of credit (402, `insufficient_quota`). @default 3600000 */
+      outOfCreditMs: z.number().int().positive().default(3_600_000),
+      /** Ceiling on any cooldown an upstream header asks for. @default 3600000 */
+      maxMs: z.number().int().positive().default(3_600_000),
+    })
+    .prefault({}),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+export type UpstreamInput = z.output<typeof upstreamSchema>;

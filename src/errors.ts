@@ -1,0 +1,107 @@
+// The one registry of errors keypool itself produces: stable code, HTTP status, OpenAI error type.
+// The wire format is OpenAI's `{"error":{"message","type","param","code"}}` so SDKs surface it as usual.
+
+interface ErrorSpec {
+  /** HTTP status; `undefined` where it is the status the upstream last gave. */
+  readonly status: number | undefined;
+  /** OpenAI's `error.type`. */
+  readonly type: string;
+  /** One line for docs/errors.md and the README. */
+  readonly summary: string;
+}
+
+export const ERRORS = {
+  keypool_invalid_request: {
+    status: 400,
+    type: 'invalid_request_error',
+    summary: 'The request could not be read (bad framing, bad header).',
+  },
+  keypool_body_too_large: {
+    status: 413,
+    type: 'invalid_request_error',
+    summary: 'The request body is larger than `server.bodyLimitBytes`.',
+  },
+  keypool_route_not_found: {
+    status: 404,
+    type: 'invalid_request_error',
+    summary: 'The path is under no configured upstream prefix.',
+  },
+  keypool_pool_exhausted: {
+    status: undefined,
+    type: 'rate_limit_error',
+    summary:
+      'Every key is rate-limited or out of credit and the retry budget, `retry.maxWaitMs` or the deadline ran out. Status is the last upstream status (429 or 402); `Retry-After` says when the earliest key recovers.',
+  },
+  keypool_upstream_error: {
+    status: undefined,
+    type: 'server_error',
+    summary: 'The upstream kept answering 5xx until the retry budget was spent. Status is the last upstream status.',
+  },
+  keypool_no_usable_keys: {
+    status: 503,
+    type: 'server_error',
+    summary: 'Every key of the upstream is disabled (401/403 from the upstream). Fix the keys and restart.',
+  },
+  keypool_upstream_unreachable: {
+    status: 502,
+    type: 'server_error',
+    summary: 'The upstream could not be reached (connection refused, reset, DNS, TLS) on every attempt the budget allowed.',
+  },
+  keypool_upstream_timeout: {
+    status: 504,
+    type: 'server_error',
+    summary: 'The request deadline (`retry.timeoutMs`) passed before the upstream answered.',
+  },
+  keypool_internal_error: {
+    status: 500,
+    type: 'server_error',
+    summary: 'A bug in keypool. The log line for the request has the details.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export interface KeypoolErrorOptions {
+  /** Required for codes whose registry status is the upstream's. */
+  status?: number;
+  headers?: Readonly<Record<string, string>>;
+  cause?: unknown;
+}
+
+/** An error keypool answers a client with. `message` must never contain a secret. */
+export class KeypoolError extends Error {
+  override readonly name = 'KeypoolError';
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: string;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(code: ErrorCode, message: string, options: KeypoolErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    const spec: ErrorSpec = ERRORS[code];
+    this.code = code;
+    this.status = options.status ?? spec.status ?? 502;
+    this.type = code === 'keypool_pool_exhausted' && this.status === 402 ? 'insufficient_quota' : spec.type;
+    this.headers = options.headers ?? {};
+  }
+
+  toBody(): OpenAIErrorBody {
+    return { error: { message: this.message, type: this.type, param: null, code: this.code } };
+  }
+}
+
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: null; code: string };
+}
+
+/** A config document that cannot be used; `message` names the field path. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'KEYPOOL_CONFIG_INVALID';
+  constructor(
+    message: string,
+    readonly problems: readonly string[] = [message],
+  ) {
+    super(message);
+  }
+}

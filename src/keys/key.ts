@@ -1,0 +1,41 @@
+// Key identity. The secret lives in a private field; only the name, a fingerprint and a masked form
+// can leave this object, so logging or serialising a Key never prints the secret.
+import { createHash } from 'node:crypto';
+import { inspect } from 'node:util';
+
+export class Key {
+  readonly #secret: string;
+  /** Stable name from config, e.g. `openai-1` or `team-b`. */
+  readonly name: string;
+  /** First 8 hex chars of sha256(secret): tells keys apart without revealing them. */
+  readonly fingerprint: string;
+
+  constructor(name: string, secret: string) {
+    this.name = name;
+    this.#secret = secret;
+    this.fingerprint = fingerprintOf(secret);
+  }
+
+  /** The secret, for the one place that injects it into an upstream request. */
+  reveal(): string {
+    return this.#secret;
+  }
+
+  /** `sk-…wxyz` for long keys, `****` for short ones (a short key's tail would be most of it). */
+  masked(): string {
+    const s = this.#secret;
+    return s.length >= 20 ? `${s.slice(0, 3)}…${s.slice(-4)}` : '****';
+  }
+
+  toJSON(): { name: string; fingerprint: string } {
+    return { name: this.name, fingerprint: this.fingerprint };
+  }
+
+  [inspect.custom](): string {
+    return `Key(${this.name} ${this.fingerprint})`;
+  }
+}
+
+export function fingerprintOf(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex').slice(0, 8);
+}

@@ -1,0 +1,66 @@
+// Header rules for both directions: strip hop-by-hop headers (RFC 9110 §7.6.1, including names listed
+// in Connection), never pass the client's own credentials upstream, inject the pool key per attempt.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/** RFC 9110 §7.6.1 plus the de-facto ones (keep-alive, proxy-connection). */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Client headers that must never reach the upstream: credentials, and what undici sets itself. */
+const REQUEST_DROP = new Set(['authorization', 'x-api-key', 'api-key', 'host', 'content-length', 'expect']);
+
+function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const list = (Array.isArray(value) ? value.join(',') : value).split(',');
+  const names = new Set<string>();
+  for (const n of list) {
+    const t = n.trim().toLowerCase();
+    if (t !== '') names.add(t);
+  }
+  return names.size > 0 ? names : undefined;
+}
+
+/** The client's headers as the upstream should see them, before a key is added. */
+export function upstreamRequestHeaders(client: IncomingHttpHeaders): Record<string, string | string[]> {
+  const listed = connectionListed(client.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in client) {
+    const v = client[name];
+    if (v === undefined || HOP_BY_HOP.has(name) || REQUEST_DROP.has(name) || listed?.has(name)) continue;
+    if (name.startsWith('x-keypool-')) continue;
+    out[name] = v;
+  }
+  return out;
+}
+
+/** Adds the pool key in the upstream's auth header: `Bearer <key>` for authorization, bare otherwise. */
+export function withKey(
+  base: Record<string, string | string[]>,
+  authHeader: string,
+  secret: string,
+): Record<string, string | string[]> {
+  return { ...base, [authHeader]: authHeader === 'authorization' ? `Bearer ${secret}` : secret };
+}
+
+/** The upstream's response headers as the client should see them. */
+export function clientResponseHeaders(
+  upstream: Readonly<Record<string, string | string[] | undefined>>,
+): OutgoingHttpHeaders {
+  const listed = connectionListed(upstream.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in upstream) {
+    const v = upstream[name];
+    if (v === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    out[name] = v;
+  }
+  return out;
+}

@@ -1,0 +1,228 @@
+// The attempt loop: picks a key per attempt, rotates on rate limits and out-of-credit answers, and
+// spends the retry budget only once the pool is exhausted for this request (walking the pool is free).
+// Rules, per client request:
+//  1. An attempt with an untried key that is available now costs nothing.
+//  2. Otherwise (every key tried or cooling), an attempt costs one unit of retry.maxRetries, after
+//     waiting for the earliest key if that fits in retry.maxWaitMs and the deadline.
+//  3. The attempt after a 5xx / connection error always costs one unit, after a short backoff.
+// So N keys that all fail see exactly N + maxRetries attempts.
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/load.js';
+import { KeypoolError } from '../errors.js';
+import { decide } from '../keys/cooldown.js';
+import type { KeyPool, KeyState } from '../keys/pool.js';
+import { readSnippet, type UpstreamResponse } from './forward.js';
+
+/** Why a request's signal was aborted. */
+export type AbortWhy = 'client_closed' | 'deadline';
+export class RequestAborted extends Error {
+  constructor(readonly why: AbortWhy) {
+    super(why === 'deadline' ? 'request deadline passed' : 'client closed the connection');
+  }
+}
+
+export interface RotateDeps {
+  readonly pool: KeyPool;
+  readonly clock: Clock;
+  readonly random: () => number;
+  readonly retry: Config['retry'];
+  readonly cooldown: Config['cooldown'];
+  /** Removes anything secret from upstream text before it is shown to a client. */
+  readonly scrub: (text: string) => string;
+}
+
+export interface RotateRequest {
+  /** Aborted with a RequestAborted reason when the client leaves or the deadline passes. */
+  readonly signal: AbortSignal;
+  /** Epoch ms by which the request must be done. */
+  readonly deadline: number;
+  /** Sends one attempt with this key. */
+  readonly send: (state: KeyState, signal: AbortSignal) => Promise<UpstreamResponse>;
+}
+
+export type RotateOutcome =
+  /** Hand this response to the client. The key stays in flight until the caller calls pool.end. */
+  | { readonly kind: 'deliver'; readonly response: UpstreamResponse; readonly state: KeyState; readonly attempts: number }
+  | { readonly kind: 'error'; readonly error: KeypoolError; readonly attempts: number; readonly state: KeyState | undefined }
+  /** The client left: nothing to answer. */
+  | { readonly kind: 'aborted'; readonly attempts: number; readonly state: KeyState | undefined };
+
+type Failure =
+  | { readonly kind: 'limit'; readonly status: number; readonly message: string }
+  | { readonly kind: 'auth'; readonly status: number; readonly message: string }
+  | { readonly kind: 'server'; readonly status: number; readonly message: string }
+  | { readonly kind: 'network'; readonly message: string };
+
+/** Statuses that may mean "another key, or another try, would do better". Others are delivered as they are. */
+export function isFailureStatus(status: number): boolean {
+  return status === 429 || status === 402 || status === 401 || status === 403 || status === 408 || status >= 500;
+}
+
+export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<RotateOutcome> {
+  const { pool, clock, retry } = deps;
+  const { signal, deadline } = req;
+  const tried = new Set<KeyState>();
+  let attempts = 0;
+  let retries = 0;
+  let waited = 0;
+  let faults = 0;
+  let chargeNext = false;
+  let last: Failure | undefined;
+  let lastState: KeyState | undefined;
+
+  const stopped = (): RotateOutcome => {
+    const why = signal.reason instanceof RequestAborted ? signal.reason.why : 'client_closed';
+    if (why === 'deadline') {
+      const error = new KeypoolError('keypool_upstream_timeout', `No answer within the request deadline (${retry.timeoutMs} ms).`);
+      return { kind: 'error', error, attempts, state: lastState };
+    }
+    return { kind: 'aborted', attempts, state: lastState };
+  };
+  const fail = (): RotateOutcome => ({ kind: 'error', error: giveUp(deps, last, retries), attempts, state: lastState });
+
+  // Bounded: each pass either makes an attempt or spends a unit of budget.
+  const maxPasses = pool.size + retry.maxRetries + 1;
+  for (let pass = 0; pass < maxPasses; pass++) {
+    if (signal.aborted) return stopped();
+    let now = clock.now();
+    let state = pool.pick(now, tried);
+    if (state === undefined || chargeNext) {
+      if (pool.usable === 0 || retries >= retry.maxRetries) return fail();
+      let wait = chargeNext ? serverBackoffMs(faults, deps) : 0;
+      if (state === undefined) {
+        const keyWait = (pool.nextAvailableAt(now) ?? now) - now;
+        if (waited + keyWait > retry.maxWaitMs) return fail();
+        waited += keyWait;
+        wait = Math.max(wait, keyWait);
+      }
+      if (now + wait >= deadline) return fail();
+      retries++;
+      chargeNext = false;
+      if (wait > 0) {
+        try {
+          await clock.sleep(wait, signal);
+        } catch {
+          return stopped();
+        }
+        now = clock.now();
+      }
+      if (state === undefined || state.disabled !== undefined || state.cooldownUntil > now) {
+        state = pool.pick(now, tried) ?? pool.pick(now);
+      }
+      // Other requests may have cooled every key while we waited; the unit is spent, look again.
+      if (state === undefined) continue;
+    }
+
+    attempts++;
+    lastState = state;
+    pool.begin(state);
+    let res: UpstreamResponse;
+    try {
+      res = await req.send(state, signal);
+    } catch (err) {
+      pool.end(state);
+      if (signal.aborted) return stopped();
+      faults++;
+      chargeNext = true;
+      last = { kind: 'network', message: describeNetworkError(err) };
+      continue;
+    }
+
+    if (!isFailureStatus(res.status)) {
+      if (res.status < 300) pool.succeeded(state);
+      return { kind: 'deliver', response: res, state, attempts };
+    }
+
+    const bodyText = await readSnippet(res);
+    pool.end(state);
+    if (signal.aborted) return stopped();
+    const verdict = decide(
+      { status: res.status, headers: res.headers, bodyText },
+      { now: clock.now(), streak: state.streak + 1, random: deps.random(), settings: deps.cooldown },
+    );
+    const message = deps.scrub(upstreamMessage(bodyText));
+    switch (verdict.kind) {
+      case 'rotate':
+        pool.cool(state, verdict.until, verdict.reason);
+        tried.add(state);
+        last = { kind: 'limit', status: res.status, message };
+        break;
+      case 'disable':
+        pool.disable(state, verdict.reason);
+        tried.add(state);
+        last = { kind: 'auth', status: res.status, message };
+        break;
+      case 'retry':
+        pool.serverError(state);
+        faults++;
+        chargeNext = true;
+        last = { kind: 'server', status: res.status, message };
+        break;
+      case 'deliver':
+        // isFailureStatus and decide agree by construction; reaching here is a keypool bug.
+        throw new Error(`policy delivered failure status ${res.status}`);
+    }
+  }
+  return fail();
+}
+
+function serverBackoffMs(faults: number, deps: RotateDeps): number {
+  const { serverErrorBackoffMs: base, serverErrorBackoffMaxMs: max } = deps.retry;
+  const raw = Math.min(max, base * 2 ** Math.min(20, Math.max(0, faults - 1)));
+  return Math.round(raw * (0.5 + 0.5 * deps.random()));
+}
+
+/** The error a client gets when the request cannot be served, shaped by what failed last. */
+function giveUp(deps: RotateDeps, last: Failure | undefined, retries: number): KeypoolError {
+  const { pool, clock } = deps;
+  const n = pool.size;
+  if (pool.usable === 0) {
+    return new KeypoolError(
+      'keypool_no_usable_keys',
+      `All ${n} key(s) of upstream ${pool.upstream} are disabled (the upstream answered 401/403). Fix the keys and restart keypool.`,
+    );
+  }
+  const lastWords = last && last.kind !== 'network' && last.message !== '' ? ` Last upstream error: ${last.message}` : '';
+  if (last?.kind === 'server') {
+    return new KeypoolError(
+      'keypool_upstream_error',
+      `Upstream ${pool.upstream} answered ${last.status} on every try (${retries} retries).${lastWords}`,
+      { status: last.status },
+    );
+  }
+  if (last?.kind === 'network') {
+    return new KeypoolError(
+      'keypool_upstream_unreachable',
+      `Upstream ${pool.upstream} could not be reached (${last.message}) after ${retries} retries.`,
+    );
+  }
+  const now = clock.now();
+  const waitMs = Math.max(0, (pool.nextAvailableAt(now) ?? now) - now);
+  const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+  const status = last?.kind === 'limit' ? last.status : 429;
+  return new KeypoolError(
+    'keypool_pool_exhausted',
+    `All ${pool.usable} usable key(s) of upstream ${pool.upstream} are rate-limited or out of credit ` +
+      `(${retries} retries used); the earliest is available again in ${seconds}s.${lastWords}`,
+    { status, headers: { 'retry-after': String(seconds), 'retry-after-ms': String(Math.max(1, Math.ceil(waitMs))) } },
+  );
+}
+
+/** OpenAI's `error.message` when the body has one, else the start of the text. */
+function upstreamMessage(bodyText: string): string {
+  try {
+    const parsed: unknown = JSON.parse(bodyText);
+    const msg = (parsed as { error?: { message?: unknown } } | null)?.error?.message;
+    if (typeof msg === 'string') return msg.slice(0, 500);
+  } catch {
+    // not JSON: fall through
+  }
+  return bodyText.replace(/\s+/g, ' ').trim().slice(0, 200);
+}
+
+function describeNetworkError(err: unknown): string {
+  const e = err as { code?: unknown; cause?: { code?: unknown } };
+  const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : undefined;
+  return code ?? (err instanceof Error ? err.name : 'network error');
+}
+
