@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { clientResponseHeaders, upstreamRequestHeaders, withKey } from '../../src/proxy/headers.js';
+import { upstreamPath } from '../../src/proxy/plugin.js';
+
+describe('upstreamRequestHeaders', () => {
+  it('drops hop-by-hop headers, Connection-listed names, client credentials and framing', () => {
+    const out = upstreamRequestHeaders({
+      host: 'localhost:8787',
+      connection: 'keep-alive, x-private-hop',
+      'keep-alive': 'timeout=5',
+      'x-private-hop': '1',
+      'transfer-encoding': 'chunked',
+      'content-length': '12',
+      te: 'trailers',
+      upgrade: 'h2c',
+      'proxy-authorization': 'Basic x',
+      authorization: 'Bearer client-token',
+      'x-api-key': 'client-key',
+      'x-keypool-key': 'spoof',
+      'content-type': 'application/json',
+      'openai-organization': 'org-1',
+      'user-agent': 'OpenAI/JS 6',
+    });
+    expect(out).toEqual({ 'content-type': 'application/json', 'openai-organization': 'org-1', 'user-agent': 'OpenAI/JS 6' });
+  });
+  it('injects the key as a bearer token or a bare header', () => {
+    expect(withKey({ a: '1' }, 'authorization', 'sk-1')).toEqual({ a: '1', authorization: 'Bearer sk-1' });
+    expect(withKey({}, 'x-api-key', 'sk-ant')).toEqual({ 'x-api-key': 'sk-ant' });
+  });
+});
+
+describe('clientResponseHeaders', () => {
+  it('drops hop-by-hop headers both ways and keeps the rest', () => {
+    expect(
+      clientResponseHeaders({
+        connection: 'close, x-hop',
+        'x-hop': 'y',
+        'transfer-encoding': 'chunked',
+        'keep-alive': 'timeout=5',
+        'content-type': 'text/event-stream',
+        'x-ratelimit-remaining-requests': '9',
+        'set-cookie': ['a=1', 'b=2'],
+      }),
+    ).toEqual({ 'content-type': 'text/event-stream', 'x-ratelimit-remaining-requests': '9', 'set-cookie': ['a=1', 'b=2'] });
+  });
+});
+
+describe('upstreamPath', () => {
+  it.each([
+    ['/v1', '/v1', '/v1/chat/completions?x=1&y=%20', '/v1/chat/completions?x=1&y=%20'],
+    ['/v1', '/v1', '/v1', '/v1'],
+    ['/v1', '/v1', '/v1?a=b', '/v1?a=b'],
+    ['/openai', '/v1', '/openai/models', '/v1/models'],
+    ['/v1', '', '/v1/models', '/models'],
+    ['/v1', '', '/v1', '/'],
+    ['/', '/v1', '/models', '/v1/models'],
+  ])('prefix %s base %s: %s -> %s', (prefix, basePath, url, expected) => {
+    expect(upstreamPath({ prefix, basePath }, url)).toBe(expected);
+  });
+});
