@@ -1,0 +1,101 @@
+// The built command line: check, serve and demo as a user runs them.
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { startFakeUpstream } from '../src/fake-upstream/server.js';
+
+const run = promisify(execFile);
+const MAIN = 'dist/src/main.js';
+
+function tempConfig(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kp-cli-'));
+  const file = join(dir, 'keypool.yaml');
+  writeFileSync(file, text);
+  return file;
+}
+
+async function runCli(args: string[], env: NodeJS.ProcessEnv = {}) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env } });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('keypool check', () => {
+  it('validates proxy.example.yaml once keys are set', async () => {
+    const r = await runCli(['check', '--config', 'proxy.example.yaml'], { OPENAI_API_KEYS: 'sk-one-1234567890abcdef,sk-two-1234567890abcdef' });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('upstream openai: /v1 -> https://api.openai.com/v1 (2 key(s)');
+  });
+
+  it('exits 2 naming the field of a bad config', async () => {
+    const file = tempConfig('upstreams: [{ name: a, baseUrl: "http://127.0.0.1:1", keys: [k] }]\nretry: { maxRetries: "3" }\n');
+    const r = await runCli(['check', '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('retry.maxRetries: Invalid input: expected number, received string');
+  });
+
+  it('says so when an upstream has no keys', async () => {
+    const r = await runCli(['check', '--config', 'proxy.example.yaml'], { OPENAI_API_KEYS: '' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('upstream openai has no keys (is OPENAI_API_KEYS set?)');
+  });
+
+  it('takes KEYPOOL_CONFIG as the default config', async () => {
+    const r = await runCli(['check'], { KEYPOOL_CONFIG: 'proxy.example.yaml', OPENAI_API_KEYS: 'sk-env-only-key-123456789' });
+    expect(r.code).toBe(0);
+  });
+});
+
+describe('keypool serve', () => {
+  it('serves, answers /healthz, proxies, and stops on SIGTERM', async () => {
+    const upstream = await startFakeUpstream();
+    const file = tempConfig(`upstreams:\n  - name: t\n    baseUrl: ${upstream.url}/v1\n    keys: [sk-cli-serve-key-0001]\n`);
+    const child = spawn(process.execPath, [MAIN, 'serve', '--config', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let buf = '';
+        const t = setTimeout(() => reject(new Error(`no listen line: ${buf}`)), 10_000);
+        child.stdout.on('data', (d: Buffer) => {
+          buf += d.toString();
+          const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(buf);
+          if (m) {
+            clearTimeout(t);
+            resolve(m[1]!);
+          }
+        });
+      });
+      const health = await request(`${url}/healthz`);
+      expect(health.statusCode).toBe(200);
+      await health.body.dump();
+      const res = await request(`${url}/v1/models`);
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['x-keypool-key']).toBe('t-1');
+      await res.body.dump();
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      await upstream.close();
+    }
+  });
+});
+
+describe('keypool demo', () => {
+  it('shows rotation and a summary with no client-visible errors', async () => {
+    const r = await runCli(['demo', '--requests', '12', '--concurrency', '4']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/rate-limited \(429\); cooling/);
+    expect(r.stdout).toContain('delta    out of credit');
+    expect(r.stdout).toMatch(/requests 12, succeeded 12, client-visible errors 0/);
+    expect(r.stdout).not.toContain('sk-demo');
+  });
+});
