@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import SummaryReporter from './test/support/summary-reporter.js';
 
 export default defineConfig({
   test: {
@@ -7,5 +8,6 @@ export default defineConfig({
     hookTimeout: 20_000,
     // Tests start real loopback servers; two cores here, so keep file parallelism modest.
     maxWorkers: 2,
+    reporters: ['default', new SummaryReporter()],
   },
 });
