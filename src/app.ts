@@ -7,12 +7,15 @@ import type { Config } from './config/load.js';
 import { KeypoolError } from './errors.js';
 import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
 import { createForwarder } from './proxy/forward.js';
-import { registerProxy } from './proxy/plugin.js';
+import { registerProxy, type UpstreamRuntime } from './proxy/plugin.js';
+import { WaitingRoom } from './keys/waiting-room.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** One key pool per upstream, by upstream name. */
     pools: ReadonlyMap<string, KeyPool>;
+    /** One waiting room per upstream, by upstream name. */
+    rooms: ReadonlyMap<string, WaitingRoom>;
   }
 }
 
@@ -45,8 +48,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logPoolEvent(logger, event, clock.now());
     deps.onPoolEvent?.(event);
   };
-  const pools = new Map(config.upstreams.map((u) => [u.name, new KeyPool(u.name, u.keys, listener)] as const));
-  app.decorate('pools', pools);
+  const runtimes = new Map<string, UpstreamRuntime>();
+  for (const u of config.upstreams) {
+    const pool = new KeyPool(u.name, u.keys, {
+      strategy: u.strategy,
+      random,
+      probeAfterMs: config.cooldown.probeAfterMs,
+      maxSessions: u.sticky?.maxSessions ?? 0,
+      listener,
+    });
+    runtimes.set(u.name, { pool, room: new WaitingRoom(pool, clock, config.queue.maxSize) });
+  }
+  app.decorate('pools', new Map([...runtimes].map(([name, r]) => [name, r.pool] as const)));
+  app.decorate('rooms', new Map([...runtimes].map(([name, r]) => [name, r.room] as const)));
 
   const forwarder = createForwarder({ connectTimeoutMs: config.retry.connectTimeoutMs });
   app.addHook('onClose', async () => forwarder.close());
@@ -66,7 +80,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-  registerProxy(app, { config, pools, forwarder, clock, random });
+  registerProxy(app, { config, runtimes, forwarder, clock, random });
   return app;
 }
 
@@ -89,7 +103,13 @@ function logPoolEvent(logger: Logger, event: PoolEvent, now: number): void {
     case 'cooldown':
       if (event.extended) {
         logger.info(
-          { upstream: event.upstream, key: event.key, reason: event.reason, cooldownMs: Math.max(0, event.until - now) },
+          {
+            upstream: event.upstream,
+            key: event.key,
+            model: event.model === '' ? undefined : event.model,
+            reason: event.reason,
+            cooldownMs: Math.max(0, event.until - now),
+          },
           'key cooling down',
         );
       }

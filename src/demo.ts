@@ -30,6 +30,9 @@ export async function runDemo(args: string[], out: (line: string) => void = (l) 
     // delta is out of credit: keypool benches it for an hour after its first answer.
     keys: { [DEMO_KEYS[3]!]: { kind: 'insufficient_quota' } },
   });
+  // bravo's first answer is a 429 whatever its window says, so every run shows a rotation; later 429s
+  // are rarer, since keypool reads each answer's x-ratelimit-* headers and steers away from spent keys.
+  upstream.script(DEMO_KEYS[1]!, { kind: 'rate_limit', style: 'retry-after', ms: 1500 });
   const started = Date.now();
   const at = (): string => `${((Date.now() - started) / 1000).toFixed(2).padStart(6)}s`;
   const onPoolEvent = (e: PoolEvent): void => {
@@ -90,8 +93,10 @@ export async function runDemo(args: string[], out: (line: string) => void = (l) 
     await Promise.all(Array.from({ length: concurrency }, agent));
 
     const pool = app.pools.get('demo');
+    const room = app.rooms.get('demo');
     out('\nsummary');
     out(`  requests ${total}, succeeded ${ok}, client-visible errors ${failed}, rotations ${extraAttempts}, time ${at().trim()}`);
+    out(`  waited for a free key: ${room?.metrics.deferred ?? 0} request(s), ${room?.metrics.waitMsTotal ?? 0} ms in all`);
     out('  key       attempts  ok   429s  out-of-credit');
     for (const s of pool?.states() ?? []) {
       const st = s.stats;

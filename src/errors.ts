@@ -32,6 +32,11 @@ export const ERRORS = {
     summary:
       'Every key is rate-limited or out of credit and the retry budget, `retry.maxWaitMs` or the deadline ran out. Status is the last upstream status (429 or 402); `Retry-After` says when the earliest key recovers.',
   },
+  keypool_queue_full: {
+    status: 429,
+    type: 'rate_limit_error',
+    summary: 'No key can take the request now and the waiting room is full (`queue.maxSize`). `Retry-After` says when to come back.',
+  },
   keypool_upstream_error: {
     status: undefined,
     type: 'server_error',

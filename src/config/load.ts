@@ -4,11 +4,13 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { Key } from '../keys/key.js';
+import { DEFAULT_KEY_OPTIONS, Key, type KeyOptions } from '../keys/key.js';
 import { configSchema, type ParsedConfig, type UpstreamInput } from './schema.js';
 
 export interface Upstream {
   readonly name: string;
+  readonly strategy: UpstreamInput['strategy'];
+  readonly sticky: UpstreamInput['sticky'];
   readonly prefix: string;
   /** `scheme://host:port` of `baseUrl`. */
   readonly origin: string;
@@ -106,23 +108,32 @@ function expandEnv(value: unknown, path: PropertyKey[], env: Env, problems: stri
 
 function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: string[], warnings: string[]): Upstream {
   const at = `upstreams[${index}]`;
-  const entries: { name: string | undefined; secret: string; field: string }[] = [];
+  const entries: { name: string | undefined; secret: string; field: string; options: KeyOptions }[] = [];
+  const plain = (secret: string, field: string) => ({ name: undefined, secret, field, options: DEFAULT_KEY_OPTIONS });
   u.keys.forEach((k, i) => {
     const field = `${at}.keys[${i}]`;
-    if (typeof k === 'string') entries.push({ name: undefined, secret: k.trim(), field });
-    else entries.push({ name: k.name, secret: k.key.trim(), field: `${field}.key` });
+    if (typeof k === 'string') {
+      entries.push(plain(k.trim(), field));
+    } else {
+      const options = Object.freeze({
+        weight: k.weight,
+        group: k.group,
+        rpm: k.rpm,
+        tpm: k.tpm,
+        maxConcurrent: k.maxConcurrent,
+      });
+      entries.push({ name: k.name, secret: k.key.trim(), field: `${field}.key`, options });
+    }
   });
   if (u.keysFromEnv !== undefined) {
-    for (const secret of splitKeys(env[u.keysFromEnv] ?? '')) {
-      entries.push({ name: undefined, secret, field: `${at}.keysFromEnv` });
-    }
+    for (const secret of splitKeys(env[u.keysFromEnv] ?? '')) entries.push(plain(secret, `${at}.keysFromEnv`));
   }
   if (u.keysFromFile !== undefined) {
     try {
       const lines = readFileSync(u.keysFromFile, 'utf8').split(/\r?\n/);
       for (const line of lines) {
         const secret = line.replace(/#.*$/, '').trim();
-        if (secret !== '') entries.push({ name: undefined, secret, field: `${at}.keysFromFile` });
+        if (secret !== '') entries.push(plain(secret, `${at}.keysFromFile`));
       }
     } catch (err) {
       problems.push(
@@ -154,7 +165,7 @@ function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: st
       problems.push(`${e.field}: key name ${name} is used twice`);
       continue;
     }
-    const key = new Key(name, e.secret);
+    const key = new Key(name, e.secret, e.options);
     names.add(name);
     bySecret.set(e.secret, key);
     keys.push(key);
@@ -167,6 +178,8 @@ function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: st
   const base = new URL(u.baseUrl);
   return {
     name: u.name,
+    strategy: u.strategy,
+    sticky: u.sticky,
     prefix: u.prefix,
     origin: base.origin,
     basePath: base.pathname.replace(/\/+$/, ''),

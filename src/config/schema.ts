@@ -10,8 +10,18 @@ const keyEntrySchema = z.union([
     /** Stable name used in logs, headers and admin output. Default: `<upstream>-<n>`. */
     name: z.string().min(1).regex(/^[A-Za-z0-9._:-]+$/, 'use letters, digits, . _ : -').optional(),
     key: z.string(),
+    /** Share for the `weighted` strategy. @default 1 */
+    weight: z.number().positive().default(1),
+    /** Keys of one organisation share its limits: a rate limit or credit stop on one cools the group. */
+    group: z.string().min(1).optional(),
+    /** Local limits, enforced before the upstream would answer 429. */
+    rpm: z.number().int().positive().optional(),
+    tpm: z.number().int().positive().optional(),
+    maxConcurrent: z.number().int().positive().optional(),
   }),
 ]);
+
+export const STRATEGIES = ['round_robin', 'least_inflight', 'random', 'weighted', 'fill_first', 'headroom'] as const;
 
 const upstreamSchema = z.strictObject({
   /** Upstream name; also the stem of derived key names. */
@@ -29,6 +39,22 @@ const upstreamSchema = z.strictObject({
    */
   authHeader: z.string().toLowerCase().regex(/^[a-z0-9-]+$/).default('authorization'),
   keys: z.array(keyEntrySchema).default([]),
+  /** How a key is chosen among those available. @default "round_robin" */
+  strategy: z.enum(STRATEGIES).default('round_robin'),
+  /**
+   * Opt-in sticky sessions: requests with the same session id go to the same key while it is healthy,
+   * so provider prompt caches keep hitting. Absent: off.
+   */
+  sticky: z
+    .strictObject({
+      /** Header carrying the session id. @default "x-session-id" */
+      header: z.string().toLowerCase().default('x-session-id'),
+      /** JSON body fields used when the header is absent, in order. @default ["prompt_cache_key", "user"] */
+      bodyFields: z.array(z.string().min(1)).default(['prompt_cache_key', 'user']),
+      /** Sessions remembered (least recently used are forgotten). @default 10000 */
+      maxSessions: z.number().int().positive().default(10_000),
+    })
+    .optional(),
   /** Environment variable holding a comma/whitespace separated list of keys. */
   keysFromEnv: z.string().min(1).optional(),
   /** File with one key per line (blank lines and `#` comments ignored). */
@@ -79,6 +105,23 @@ export const configSchema = z.strictObject({
       outOfCreditMs: z.number().int().positive().default(3_600_000),
       /** Ceiling on any cooldown an upstream header asks for. @default 3600000 */
       maxMs: z.number().int().positive().default(3_600_000),
+      /** A cooldown at least this long ends with one probe request before the key takes full traffic. @default 60000 */
+      probeAfterMs: z.number().int().positive().default(60_000),
+    })
+    .prefault({}),
+  queue: z
+    .strictObject({
+      /** Requests that may wait for a key at once, per upstream; beyond it: 429. @default 1000 */
+      maxSize: z.number().int().min(0).default(1_000),
+      /** Header naming the client for fair queueing; else the remote address. @default "x-agent-id" */
+      clientHeader: z.string().toLowerCase().default('x-agent-id'),
+      /**
+       * While a streaming request waits, send 200 + SSE comments so the client does not time out. The status
+       * is then committed: a later failure arrives as an SSE `error` event, not an HTTP status. @default false
+       */
+      streamKeepAlive: z.boolean().default(false),
+      /** Interval of those comments. @default 15000 */
+      keepAliveIntervalMs: z.number().int().positive().default(15_000),
     })
     .prefault({}),
 });

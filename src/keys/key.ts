@@ -3,17 +3,38 @@
 import { createHash } from 'node:crypto';
 import { inspect } from 'node:util';
 
+/** Per-key settings from config; none of them secret. */
+export interface KeyOptions {
+  /** Share for the `weighted` strategy. */
+  readonly weight: number;
+  /** Keys of one group share limits. */
+  readonly group: string | undefined;
+  readonly rpm: number | undefined;
+  readonly tpm: number | undefined;
+  readonly maxConcurrent: number | undefined;
+}
+
+export const DEFAULT_KEY_OPTIONS: KeyOptions = Object.freeze({
+  weight: 1,
+  group: undefined,
+  rpm: undefined,
+  tpm: undefined,
+  maxConcurrent: undefined,
+});
+
 export class Key {
   readonly #secret: string;
   /** Stable name from config, e.g. `openai-1` or `team-b`. */
   readonly name: string;
   /** First 8 hex chars of sha256(secret): tells keys apart without revealing them. */
   readonly fingerprint: string;
+  readonly options: KeyOptions;
 
-  constructor(name: string, secret: string) {
+  constructor(name: string, secret: string, options: KeyOptions = DEFAULT_KEY_OPTIONS) {
     this.name = name;
     this.#secret = secret;
     this.fingerprint = fingerprintOf(secret);
+    this.options = options;
   }
 
   /** The secret, for the one place that injects it into an upstream request. */

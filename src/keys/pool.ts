@@ -1,64 +1,80 @@
-// One upstream's keys and what keypool knows about each: cooldowns, disabled keys, failure streaks,
-// in-flight counts. Every request shares one pool, so a cooldown one request sees applies to all at once.
-// No I/O and no clock of its own: callers pass `now`.
+// One upstream's keys and what keypool knows about each. Every request shares one pool, so a cooldown
+// one request sees applies to all at once. No I/O and no clock of its own: callers pass `now`.
 import type { Key } from './key.js';
+import {
+  blockedUntil,
+  countRequest,
+  headroomOf,
+  newKeyState,
+  observeHeaders,
+  scopeOf,
+  type CoolReason,
+  type Demand,
+  type DisableReason,
+  type KeyState,
+  type Scope,
+} from './key-state.js';
+import type { HeaderBag } from './rate-limit-headers.js';
+import { STRATEGY, type Strategy, type StrategyName } from './strategies.js';
 
-export type CoolReason = 'rate_limited' | 'out_of_credit';
-export type DisableReason = 'unauthorized' | 'forbidden';
-
-export interface KeyStats {
-  /** Attempts sent with this key. */
-  attempts: number;
-  /** Attempts that got a 2xx. */
-  successes: number;
-  rateLimited: number;
-  outOfCredit: number;
-  serverErrors: number;
-}
-
-export interface KeyState {
-  readonly key: Key;
-  readonly index: number;
-  /** Epoch ms before which the key is not used; only ever moves later. */
-  cooldownUntil: number;
-  coolReason: CoolReason | undefined;
-  disabled: DisableReason | undefined;
-  /** Consecutive rate-limit failures; a success clears it. */
-  streak: number;
-  inflight: number;
-  readonly stats: KeyStats;
-}
+export type { CoolReason, Demand, DisableReason, KeyState } from './key-state.js';
 
 export type PoolEvent =
-  | { type: 'cooldown'; upstream: string; key: string; reason: CoolReason; until: number; extended: boolean }
+  | { type: 'cooldown'; upstream: string; key: string; model: string; reason: CoolReason; until: number; extended: boolean }
   | { type: 'disabled'; upstream: string; key: string; reason: DisableReason }
   | { type: 'success'; upstream: string; key: string };
 
 export type PoolListener = (event: PoolEvent) => void;
 
-const NO_KEYS: ReadonlySet<KeyState> = new Set();
+export interface PoolOptions {
+  /** @default "round_robin" */
+  strategy?: StrategyName;
+  /** @default Math.random */
+  random?: () => number;
+  /** A cooldown at least this long ends with a single probe request. @default 60000 */
+  probeAfterMs?: number;
+  /** Sessions remembered for sticky routing; 0 turns stickiness off. @default 0 */
+  maxSessions?: number;
+  listener?: PoolListener;
+}
+
+export interface AcquireRequest {
+  readonly demand: Demand;
+  readonly now: number;
+  /** Keys this request already tried. */
+  readonly exclude?: ReadonlySet<KeyState>;
+  /** Groups that already failed this request: keys outside them are preferred. */
+  readonly avoidGroups?: ReadonlySet<string>;
+  /** Sticky session id: the same key while it is usable. */
+  readonly session?: string | undefined;
+}
+
+const NONE: ReadonlySet<never> = new Set();
 
 export class KeyPool {
   readonly upstream: string;
   readonly #states: KeyState[];
+  readonly #strategy: Strategy;
+  readonly #random: () => number;
+  readonly #probeAfterMs: number;
   readonly #listener: PoolListener | undefined;
+  readonly #groups = new Map<string, Map<string, Scope>>();
+  readonly #sessions = new Map<string, KeyState>();
+  readonly #maxSessions: number;
+  readonly #watchers = new Set<() => void>();
   #cursor = 0;
   #usable: number;
 
-  constructor(upstream: string, keys: readonly Key[], listener?: PoolListener) {
+  constructor(upstream: string, keys: readonly Key[], options: PoolOptions = {}) {
     this.upstream = upstream;
-    this.#listener = listener;
-    this.#states = keys.map((key, index) => ({
-      key,
-      index,
-      cooldownUntil: 0,
-      coolReason: undefined,
-      disabled: undefined,
-      streak: 0,
-      inflight: 0,
-      stats: { attempts: 0, successes: 0, rateLimited: 0, outOfCredit: 0, serverErrors: 0 },
-    }));
+    this.#states = keys.map((k, i) => newKeyState(k, i));
+    this.#strategy = STRATEGY[options.strategy ?? 'round_robin'];
+    this.#random = options.random ?? Math.random;
+    this.#probeAfterMs = options.probeAfterMs ?? 60_000;
+    this.#maxSessions = options.maxSessions ?? 0;
+    this.#listener = options.listener;
     this.#usable = this.#states.length;
+    for (const k of keys) if (k.options.group !== undefined) this.#groups.set(k.options.group, new Map());
   }
 
   get size(): number {
@@ -70,68 +86,107 @@ export class KeyPool {
     return this.#usable;
   }
 
-  states(): readonly Readonly<KeyState>[] {
+  states(): readonly KeyState[] {
     return this.#states;
   }
 
+  /** Called after any change that may let a waiting request through (a slot freed, a limit learnt). */
+  watch(fn: () => void): () => void {
+    this.#watchers.add(fn);
+    return () => this.#watchers.delete(fn);
+  }
+
   /**
-   * Round robin over keys available at `now` and not in `exclude`. Scans from the cursor, so the
-   * usual case (the next key is fine) costs O(1) however large the pool is.
+   * Chooses a key that can take the demand now (by the strategy, the sticky session first) and takes it:
+   * counts the request and an in-flight slot. The caller must call `end` once the attempt is over.
    */
-  pick(now: number, exclude: ReadonlySet<KeyState> = NO_KEYS): KeyState | undefined {
-    const n = this.#states.length;
-    for (let i = 0; i < n; i++) {
-      const idx = (this.#cursor + i) % n;
-      const s = this.#states[idx]!;
-      if (s.disabled === undefined && s.cooldownUntil <= now && !exclude.has(s)) {
-        this.#cursor = (idx + 1) % n;
-        return s;
+  acquire(req: AcquireRequest): KeyState | undefined {
+    const { demand, now } = req;
+    const exclude = req.exclude ?? NONE;
+    const ok = (s: KeyState): boolean => !exclude.has(s) && blockedUntil(s, demand, now, this.#groupOf(s)) === 0;
+
+    let chosen: KeyState | undefined;
+    const sticky = req.session !== undefined && this.#maxSessions > 0 ? this.#sessions.get(req.session) : undefined;
+    if (sticky !== undefined && ok(sticky)) chosen = sticky;
+    if (chosen === undefined) {
+      const ctx = { start: this.#cursor, random: this.#random, headroom: (s: KeyState) => headroomOf(s, demand, now) };
+      const avoid = req.avoidGroups;
+      if (avoid !== undefined && avoid.size > 0) {
+        chosen = this.#strategy(this.#states, { ...ctx, eligible: (s) => !avoid.has(s.key.options.group ?? '') && ok(s) });
       }
+      chosen ??= this.#strategy(this.#states, { ...ctx, eligible: ok });
     }
-    return undefined;
+    if (chosen === undefined) return undefined;
+
+    this.#cursor = (chosen.index + 1) % this.#states.length;
+    if (req.session !== undefined && this.#maxSessions > 0) this.#remember(req.session, chosen);
+    if (chosen.probePending) chosen.probing = true;
+    chosen.inflight++;
+    chosen.stats.attempts++;
+    countRequest(chosen, demand, now);
+    return chosen;
   }
 
-  /** When the first usable key is available again (`now` if one is), or undefined if none is usable. */
-  nextAvailableAt(now: number): number | undefined {
-    let best: number | undefined;
+  /**
+   * When some key can take the demand: `now` if one can, a later epoch ms, Infinity if only an event can
+   * free one (an in-flight slot, a probe ending), undefined if every key is disabled.
+   */
+  nextAvailableAt(demand: Demand, now: number): number | undefined {
+    if (this.#usable === 0) return undefined;
+    let soonest = Infinity;
     for (const s of this.#states) {
-      if (s.disabled !== undefined) continue;
-      const at = Math.max(now, s.cooldownUntil);
-      if (best === undefined || at < best) best = at;
-      if (at === now) break;
+      const at = blockedUntil(s, demand, now, this.#groupOf(s));
+      if (at === 0) return now;
+      if (at < soonest) soonest = at;
     }
-    return best;
+    return soonest;
   }
 
-  begin(s: KeyState): void {
-    s.inflight++;
-    s.stats.attempts++;
-  }
-
+  /** The attempt with this key is over (answered, failed or cancelled). */
   end(s: KeyState): void {
     s.inflight = Math.max(0, s.inflight - 1);
+    s.probing = false;
+    this.#changed();
   }
 
-  succeeded(s: KeyState): void {
-    s.streak = 0;
+  /** Records the upstream's rate-limit headers for this key and model. */
+  observe(s: KeyState, model: string, headers: HeaderBag, now: number): void {
+    if (observeHeaders(scopeOf(s.scopes, model), headers, now)) this.#changed();
+  }
+
+  streakOf(s: KeyState, model: string): number {
+    return s.scopes.get(model)?.streak ?? 0;
+  }
+
+  succeeded(s: KeyState, model: string): void {
+    const scope = s.scopes.get(model);
+    if (scope) scope.streak = 0;
+    s.probePending = false;
     s.stats.successes++;
     this.#listener?.({ type: 'success', upstream: this.upstream, key: s.key.name });
   }
 
-  /** Cool a key until `until`. A cooldown is only ever extended, never shortened. */
-  cool(s: KeyState, until: number, reason: CoolReason): void {
+  /**
+   * Cools a key until `until`: for this model when rate-limited, key-wide when out of credit; the whole
+   * group too when the key has one (its keys share the organisation's limits). Only ever extended.
+   */
+  cool(s: KeyState, model: string, until: number, reason: CoolReason, now: number): void {
+    const group = this.#groupOf(s);
+    let extended: boolean;
     if (reason === 'rate_limited') {
-      s.streak++;
       s.stats.rateLimited++;
+      const scope = scopeOf(s.scopes, model);
+      scope.streak++;
+      extended = extend(scope, until, reason);
+      if (group) extend(scopeOf(group, model), until, reason);
     } else {
       s.stats.outOfCredit++;
+      extended = until > s.creditUntil;
+      if (extended) s.creditUntil = until;
+      if (group) extend(scopeOf(group, ''), until, reason);
     }
-    const extended = until > s.cooldownUntil;
-    if (extended) {
-      s.cooldownUntil = until;
-      s.coolReason = reason;
-    }
-    this.#listener?.({ type: 'cooldown', upstream: this.upstream, key: s.key.name, reason, until: s.cooldownUntil, extended });
+    if (until - now >= this.#probeAfterMs) s.probePending = true;
+    this.#listener?.({ type: 'cooldown', upstream: this.upstream, key: s.key.name, model, reason, until, extended });
   }
 
   disable(s: KeyState, reason: DisableReason): void {
@@ -139,9 +194,36 @@ export class KeyPool {
     s.disabled = reason;
     this.#usable--;
     this.#listener?.({ type: 'disabled', upstream: this.upstream, key: s.key.name, reason });
+    this.#changed();
   }
 
   serverError(s: KeyState): void {
     s.stats.serverErrors++;
   }
+
+  #groupOf(s: KeyState): Map<string, Scope> | undefined {
+    const g = s.key.options.group;
+    return g === undefined ? undefined : this.#groups.get(g);
+  }
+
+  #remember(session: string, s: KeyState): void {
+    // Map keeps insertion order: delete + set moves the session to the newest end.
+    this.#sessions.delete(session);
+    this.#sessions.set(session, s);
+    if (this.#sessions.size > this.#maxSessions) {
+      const oldest = this.#sessions.keys().next();
+      if (!oldest.done) this.#sessions.delete(oldest.value);
+    }
+  }
+
+  #changed(): void {
+    for (const fn of this.#watchers) fn();
+  }
+}
+
+function extend(scope: Scope, until: number, reason: CoolReason): boolean {
+  if (until <= scope.cooldownUntil) return false;
+  scope.cooldownUntil = until;
+  scope.reason = reason;
+  return true;
 }

@@ -1,5 +1,6 @@
 // The proxy routes: every method under each upstream's prefix. Buffers the body once for byte-exact
-// replay, runs the attempt loop, then streams the chosen response to the client as it arrives.
+// replay, reads what scheduling needs from it, runs the attempt loop, then streams the chosen response
+// to the client as it arrives.
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
@@ -8,13 +9,21 @@ import type { Config, Upstream } from '../config/load.js';
 import type { KeypoolError } from '../errors.js';
 import type { KeyPool, KeyState } from '../keys/pool.js';
 import { createScrubber } from '../keys/scrub.js';
-import type { Forwarder } from './forward.js';
+import type { WaitingRoom } from '../keys/waiting-room.js';
+import { readSnippet, type Forwarder } from './forward.js';
 import { clientResponseHeaders, upstreamRequestHeaders, withKey } from './headers.js';
+import { StreamKeepAlive } from './keep-alive.js';
+import { requestInfo } from './request-info.js';
 import { RequestAborted, rotate, type RotateDeps } from './rotate.js';
+
+export interface UpstreamRuntime {
+  readonly pool: KeyPool;
+  readonly room: WaitingRoom;
+}
 
 export interface ProxyDeps {
   readonly config: Config;
-  readonly pools: ReadonlyMap<string, KeyPool>;
+  readonly runtimes: ReadonlyMap<string, UpstreamRuntime>;
   readonly forwarder: Forwarder;
   readonly clock: Clock;
   readonly random: () => number;
@@ -22,23 +31,26 @@ export interface ProxyDeps {
 
 /** Status logged for a request whose client left before it was answered (nginx's convention). */
 const CLIENT_CLOSED = 499;
+const NO_FIELDS: readonly string[] = [];
 
 export function registerProxy(app: FastifyInstance, deps: ProxyDeps): void {
-  // Bodies are bytes to replay, never parsed: re-serialising JSON would change number formatting.
+  // Bodies are bytes to replay, never re-serialised: that would change number formatting.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   for (const upstream of deps.config.upstreams) {
-    const pool = deps.pools.get(upstream.name);
-    if (!pool) throw new Error(`no pool for upstream ${upstream.name}`);
-    const handler = proxyHandler(upstream, {
-      pool,
+    const runtime = deps.runtimes.get(upstream.name);
+    if (!runtime) throw new Error(`no pool for upstream ${upstream.name}`);
+    const rotateDeps: RotateDeps = {
+      pool: runtime.pool,
+      room: runtime.room,
       clock: deps.clock,
       random: deps.random,
       retry: deps.config.retry,
       cooldown: deps.config.cooldown,
       scrub: createScrubber(upstream.keys),
-    }, deps.forwarder);
+    };
+    const handler = proxyHandler(upstream, rotateDeps, deps.forwarder, deps.config.queue);
     if (upstream.prefix === '/') {
       app.all('/*', handler);
     } else {
@@ -48,9 +60,10 @@ export function registerProxy(app: FastifyInstance, deps: ProxyDeps): void {
   }
 }
 
-function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: Forwarder) {
+function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: Forwarder, queue: Config['queue']) {
   const { clock, pool } = rotateDeps;
   const timeoutMs = rotateDeps.retry.timeoutMs;
+  const stickyFields = upstream.sticky?.bodyFields ?? NO_FIELDS;
   const log = (request: FastifyRequest, status: number, attempts: number, state: KeyState | undefined, started: number, extra?: object) => {
     request.log.info(
       {
@@ -73,6 +86,7 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
     const baseHeaders = upstreamRequestHeaders(request.headers);
     const body = Buffer.isBuffer(request.body) && request.body.length > 0 ? request.body : undefined;
     const method = request.method as Dispatcher.HttpMethod;
+    const info = requestInfo(body, request.headers['content-type'], stickyFields);
     const raw = reply.raw;
 
     const ctl = new AbortController();
@@ -81,14 +95,25 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
     };
     raw.on('close', onClose);
     const cancelDeadline = clock.timer(timeoutMs, () => ctl.abort(new RequestAborted('deadline')));
+    const keepAlive = queue.streamKeepAlive && info.stream ? new StreamKeepAlive(raw, clock, queue.keepAliveIntervalMs) : undefined;
     const done = (): void => {
       cancelDeadline();
+      keepAlive?.stop();
       raw.off('close', onClose);
     };
 
     const outcome = await rotate(rotateDeps, {
       signal: ctl.signal,
       deadline: clock.now() + timeoutMs,
+      demand: info.demand,
+      client: headerValue(request.headers[queue.clientHeader]) ?? request.ip,
+      session: upstream.sticky ? (headerValue(request.headers[upstream.sticky.header]) ?? info.sessionFromBody) : undefined,
+      onWait: keepAlive
+        ? () => {
+            reply.hijack();
+            keepAlive.start();
+          }
+        : undefined,
       send: (state, signal) =>
         forwarder.send(
           { origin: upstream.origin, path, method, headers: withKey(baseHeaders, upstream.authHeader, state.key.reveal()), body },
@@ -105,28 +130,35 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
     }
     if (outcome.kind === 'error') {
       done();
-      sendError(reply, outcome.error, outcome.attempts, outcome.state);
+      if (keepAlive?.committed) keepAlive.failWith(outcome.error);
+      else sendError(reply, outcome.error, outcome.attempts, outcome.state);
       log(request, outcome.error.status, outcome.attempts, outcome.state, started, { error: outcome.error.code });
       return;
     }
 
     const { response, state, attempts } = outcome;
-    reply.hijack();
-    const headers = clientResponseHeaders(response.headers);
-    headers['x-keypool-key'] = state.key.name;
-    headers['x-keypool-attempts'] = String(attempts);
     let status = response.status;
     try {
-      raw.writeHead(response.status, headers);
-      // A stream's first event may be seconds away; send the headers now so the client knows it is on.
-      if (response.headers['content-length'] === undefined) raw.flushHeaders();
-      await pipeline(response.body, raw);
+      if (keepAlive?.committed) {
+        keepAlive.stop();
+        // The 200 is already out: a non-2xx answer can only be told as an SSE error event.
+        if (response.status >= 300) keepAlive.fail(await readSnippet(response));
+        else await pipeline(response.body, raw);
+      } else {
+        reply.hijack();
+        const headers = clientResponseHeaders(response.headers);
+        headers['x-keypool-key'] = state.key.name;
+        headers['x-keypool-attempts'] = String(attempts);
+        raw.writeHead(response.status, headers);
+        // A stream's first event may be seconds away; send the headers now so the client knows it is on.
+        if (response.headers['content-length'] === undefined) raw.flushHeaders();
+        await pipeline(response.body, raw);
+      }
     } catch {
       // The client left mid-response, or the upstream broke off (or the deadline passed): pipeline has
       // destroyed both sides, which is all that can be done once bytes have reached the client.
-      status = ctl.signal.aborted && ctl.signal.reason instanceof RequestAborted && ctl.signal.reason.why === 'client_closed'
-        ? CLIENT_CLOSED
-        : status;
+      const why = ctl.signal.reason;
+      if (why instanceof RequestAborted && why.why === 'client_closed') status = CLIENT_CLOSED;
     } finally {
       pool.end(state);
       done();
@@ -139,6 +171,11 @@ function sendError(reply: FastifyReply, error: KeypoolError, attempts: number, s
   reply.code(error.status).headers(error.headers).header('x-keypool-attempts', String(attempts));
   if (state) reply.header('x-keypool-key', state.key.name);
   void reply.send(error.toBody());
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  return s === undefined || s === '' ? undefined : s;
 }
 
 /** baseUrl's path + what follows the prefix, query string kept byte for byte. */

@@ -10,7 +10,8 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { KeypoolError } from '../errors.js';
 import { decide } from '../keys/cooldown.js';
-import type { KeyPool, KeyState } from '../keys/pool.js';
+import type { Demand, KeyPool, KeyState } from '../keys/pool.js';
+import type { WaitingRoom, WaitResult } from '../keys/waiting-room.js';
 import { readSnippet, type UpstreamResponse } from './forward.js';
 
 /** Why a request's signal was aborted. */
@@ -23,6 +24,7 @@ export class RequestAborted extends Error {
 
 export interface RotateDeps {
   readonly pool: KeyPool;
+  readonly room: WaitingRoom;
   readonly clock: Clock;
   readonly random: () => number;
   readonly retry: Config['retry'];
@@ -38,6 +40,14 @@ export interface RotateRequest {
   readonly deadline: number;
   /** Sends one attempt with this key. */
   readonly send: (state: KeyState, signal: AbortSignal) => Promise<UpstreamResponse>;
+  /** What the request needs from a key (model, token estimate). */
+  readonly demand: Demand;
+  /** Who is asking, for fair queueing. */
+  readonly client: string;
+  /** Sticky session id, if sticky sessions are on and the request has one. */
+  readonly session?: string | undefined;
+  /** Called each time the request starts waiting for a key (stream keep-alive hooks in here). */
+  readonly onWait?: () => void;
 }
 
 export type RotateOutcome =
@@ -69,6 +79,8 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
   let chargeNext = false;
   let last: Failure | undefined;
   let lastState: KeyState | undefined;
+  const failedGroups = new Set<string>();
+  const { demand } = req;
 
   const stopped = (): RotateOutcome => {
     const why = signal.reason instanceof RequestAborted ? signal.reason.why : 'client_closed';
@@ -78,44 +90,61 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     }
     return { kind: 'aborted', attempts, state: lastState };
   };
-  const fail = (): RotateOutcome => ({ kind: 'error', error: giveUp(deps, last, retries), attempts, state: lastState });
+  const fail = (): RotateOutcome => ({ kind: 'error', error: giveUp(deps, demand, last, retries), attempts, state: lastState });
+
+  const acquire = (exclude: ReadonlySet<KeyState> | undefined): KeyState | undefined =>
+    pool.acquire({ demand, now: clock.now(), exclude, avoidGroups: failedGroups, session: req.session });
+  const acquireAny = (): KeyState | undefined => acquire(tried) ?? acquire(undefined);
 
   // Bounded: each pass either makes an attempt or spends a unit of budget.
   const maxPasses = pool.size + retry.maxRetries + 1;
   for (let pass = 0; pass < maxPasses; pass++) {
     if (signal.aborted) return stopped();
-    let now = clock.now();
-    let state = pool.pick(now, tried);
-    if (state === undefined || chargeNext) {
+    let state = chargeNext ? undefined : acquire(tried);
+    if (state === undefined) {
+      // The pool is exhausted for this request (or a server fault makes the next attempt cost anyway).
       if (pool.usable === 0 || retries >= retry.maxRetries) return fail();
-      let wait = chargeNext ? serverBackoffMs(faults, deps) : 0;
-      if (state === undefined) {
-        const keyWait = (pool.nextAvailableAt(now) ?? now) - now;
-        if (waited + keyWait > retry.maxWaitMs) return fail();
-        waited += keyWait;
-        wait = Math.max(wait, keyWait);
+      if (chargeNext) {
+        const backoff = serverBackoffMs(faults, deps);
+        if (clock.now() + backoff >= deadline) return fail();
+        if (backoff > 0) {
+          try {
+            await clock.sleep(backoff, signal);
+          } catch {
+            return stopped();
+          }
+        }
+        chargeNext = false;
       }
-      if (now + wait >= deadline) return fail();
-      retries++;
-      chargeNext = false;
-      if (wait > 0) {
+      state = acquireAny();
+      if (state === undefined) {
+        const now = clock.now();
+        const next = pool.nextAvailableAt(demand, now);
+        const limit = Math.min(retry.maxWaitMs - waited, deadline - now);
+        // Fail fast when the earliest key is known to come back too late; an event-bound wait (a free
+        // in-flight slot) has no known time, so it waits up to the limit.
+        if (next === undefined || limit <= 0 || (Number.isFinite(next) && next - now > limit)) return fail();
+        retries++;
+        req.onWait?.();
+        let result: WaitResult;
         try {
-          await clock.sleep(wait, signal);
+          result = await deps.room.wait({ client: req.client, demand, maxWaitMs: limit, signal, tryAcquire: acquireAny });
         } catch {
           return stopped();
         }
-        now = clock.now();
+        waited += clock.now() - now;
+        if (result.kind === 'full') {
+          return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState };
+        }
+        if (result.kind === 'timeout') return fail();
+        state = result.state;
+      } else {
+        retries++;
       }
-      if (state === undefined || state.disabled !== undefined || state.cooldownUntil > now) {
-        state = pool.pick(now, tried) ?? pool.pick(now);
-      }
-      // Other requests may have cooled every key while we waited; the unit is spent, look again.
-      if (state === undefined) continue;
     }
 
     attempts++;
     lastState = state;
-    pool.begin(state);
     let res: UpstreamResponse;
     try {
       res = await req.send(state, signal);
@@ -127,24 +156,27 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       last = { kind: 'network', message: describeNetworkError(err) };
       continue;
     }
+    pool.observe(state, demand.model, res.headers, clock.now());
 
     if (!isFailureStatus(res.status)) {
-      if (res.status < 300) pool.succeeded(state);
+      if (res.status < 300) pool.succeeded(state, demand.model);
       return { kind: 'deliver', response: res, state, attempts };
     }
 
     const bodyText = await readSnippet(res);
     pool.end(state);
     if (signal.aborted) return stopped();
+    const now = clock.now();
     const verdict = decide(
       { status: res.status, headers: res.headers, bodyText },
-      { now: clock.now(), streak: state.streak + 1, random: deps.random(), settings: deps.cooldown },
+      { now, streak: pool.streakOf(state, demand.model) + 1, random: deps.random(), settings: deps.cooldown },
     );
     const message = deps.scrub(upstreamMessage(bodyText));
     switch (verdict.kind) {
       case 'rotate':
-        pool.cool(state, verdict.until, verdict.reason);
+        pool.cool(state, demand.model, verdict.until, verdict.reason, now);
         tried.add(state);
+        if (state.key.options.group !== undefined) failedGroups.add(state.key.options.group);
         last = { kind: 'limit', status: res.status, message };
         break;
       case 'disable':
@@ -173,7 +205,7 @@ function serverBackoffMs(faults: number, deps: RotateDeps): number {
 }
 
 /** The error a client gets when the request cannot be served, shaped by what failed last. */
-function giveUp(deps: RotateDeps, last: Failure | undefined, retries: number): KeypoolError {
+function giveUp(deps: RotateDeps, demand: Demand, last: Failure | undefined, retries: number): KeypoolError {
   const { pool, clock } = deps;
   const n = pool.size;
   if (pool.usable === 0) {
@@ -196,15 +228,30 @@ function giveUp(deps: RotateDeps, last: Failure | undefined, retries: number): K
       `Upstream ${pool.upstream} could not be reached (${last.message}) after ${retries} retries.`,
     );
   }
-  const now = clock.now();
-  const waitMs = Math.max(0, (pool.nextAvailableAt(now) ?? now) - now);
-  const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+  const { seconds, waitMs } = retryAfter(pool, demand, clock.now());
   const status = last?.kind === 'limit' ? last.status : 429;
   return new KeypoolError(
     'keypool_pool_exhausted',
     `All ${pool.usable} usable key(s) of upstream ${pool.upstream} are rate-limited or out of credit ` +
       `(${retries} retries used); the earliest is available again in ${seconds}s.${lastWords}`,
     { status, headers: { 'retry-after': String(seconds), 'retry-after-ms': String(Math.max(1, Math.ceil(waitMs))) } },
+  );
+}
+
+/** When the earliest key can serve the demand again, as Retry-After seconds (at least 1) and ms. */
+function retryAfter(pool: KeyPool, demand: Demand, now: number): { seconds: number; waitMs: number } {
+  const next = pool.nextAvailableAt(demand, now) ?? now;
+  // Event-bound (every slot busy): no time is known, so suggest a second.
+  const waitMs = Number.isFinite(next) ? Math.max(0, next - now) : 1000;
+  return { seconds: Math.max(1, Math.ceil(waitMs / 1000)), waitMs };
+}
+
+function queueFull(deps: RotateDeps, demand: Demand): KeypoolError {
+  const { seconds, waitMs } = retryAfter(deps.pool, demand, deps.clock.now());
+  return new KeypoolError(
+    'keypool_queue_full',
+    `Every key of upstream ${deps.pool.upstream} is busy or cooling and the waiting room is full (queue.maxSize); retry in ${seconds}s.`,
+    { headers: { 'retry-after': String(seconds), 'retry-after-ms': String(Math.max(1, Math.ceil(waitMs))) } },
   );
 }
 

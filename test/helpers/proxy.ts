@@ -6,6 +6,7 @@ import type { Clock } from '../../src/clock.js';
 import { loadConfigObject, type Config } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import type { KeyPool } from '../../src/keys/pool.js';
+import type { WaitingRoom } from '../../src/keys/waiting-room.js';
 import { createLogger } from '../../src/logger.js';
 
 export interface TestProxy {
@@ -13,6 +14,7 @@ export interface TestProxy {
   readonly app: FastifyInstance;
   readonly config: Config;
   readonly pool: KeyPool;
+  readonly room: WaitingRoom;
   /** Every log line written so far. */
   readonly logs: string[];
   close(): Promise<void>;
@@ -25,6 +27,7 @@ export interface TestProxyOptions {
   cooldown?: ConfigInput['cooldown'];
   server?: ConfigInput['server'];
   upstream?: Partial<ConfigInput['upstreams'][number]>;
+  queue?: ConfigInput['queue'];
   clock?: Clock;
   /** @default () => 0.5, so jitter is deterministic */
   random?: () => number;
@@ -38,6 +41,7 @@ export async function startProxy(o: TestProxyOptions): Promise<TestProxy> {
       upstreams: [{ name: 'openai', baseUrl: `${o.upstreamUrl}/v1`, keys: o.keys, ...o.upstream }],
       retry: o.retry ?? {},
       cooldown: o.cooldown ?? {},
+      queue: o.queue ?? {},
     },
     {},
   );
@@ -54,6 +58,7 @@ export async function startProxy(o: TestProxyOptions): Promise<TestProxy> {
   const addr = app.server.address();
   if (addr === null || typeof addr === 'string') throw new Error('no address');
   const pool = app.pools.get('openai');
-  if (!pool) throw new Error('no pool');
-  return { url: `http://127.0.0.1:${addr.port}`, app, config, pool, logs, close: () => app.close() };
+  const room = app.rooms.get('openai');
+  if (!pool || !room) throw new Error('no pool');
+  return { url: `http://127.0.0.1:${addr.port}`, app, config, pool, room, logs, close: () => app.close() };
 }

@@ -1,78 +1,267 @@
 import { describe, expect, it } from 'vitest';
-import { Key } from '../../src/keys/key.js';
-import { KeyPool, type PoolEvent } from '../../src/keys/pool.js';
+import { DEFAULT_KEY_OPTIONS, Key, type KeyOptions } from '../../src/keys/key.js';
+import { ANY_MODEL, type Demand } from '../../src/keys/key-state.js';
+import { KeyPool, type KeyState, type PoolEvent, type PoolOptions } from '../../src/keys/pool.js';
 
-const keys = (n: number) => Array.from({ length: n }, (_, i) => new Key(`k${i + 1}`, `secret-${i + 1}`));
-const names = (xs: ({ key: Key } | undefined)[]) => xs.map((s) => s?.key.name);
-/** Every state of a fresh pool, in order (walks the cursor once round). */
-const all = (pool: KeyPool) => Array.from({ length: pool.size }, () => pool.pick(0)!);
+const keys = (n: number, options: Partial<KeyOptions>[] = []) =>
+  Array.from({ length: n }, (_, i) => new Key(`k${i + 1}`, `secret-${i + 1}`, { ...DEFAULT_KEY_OPTIONS, ...options[i] }));
+const GPT4: Demand = { model: 'gpt-4o', tokens: 100 };
+const MINI: Demand = { model: 'gpt-4o-mini', tokens: 100 };
 
-describe('KeyPool', () => {
+/** Acquires and releases at once: which key would serve the next request. */
+function next(pool: KeyPool, now = 0, demand: Demand = ANY_MODEL, extra: Partial<Parameters<KeyPool['acquire']>[0]> = {}): string | undefined {
+  const s = pool.acquire({ demand, now, ...extra });
+  if (s) pool.end(s);
+  return s?.key.name;
+}
+const byName = (pool: KeyPool, name: string): KeyState => pool.states().find((s) => s.key.name === name)!;
+const make = (n: number, o: PoolOptions = {}, options: Partial<KeyOptions>[] = []) => new KeyPool('u', keys(n, options), o);
+
+describe('KeyPool basics', () => {
   it('round-robins over available keys', () => {
-    const pool = new KeyPool('u', keys(3));
-    expect(names([pool.pick(0), pool.pick(0), pool.pick(0), pool.pick(0)])).toEqual(['k1', 'k2', 'k3', 'k1']);
+    const pool = make(3);
+    expect([next(pool), next(pool), next(pool), next(pool)]).toEqual(['k1', 'k2', 'k3', 'k1']);
   });
 
   it('skips cooling, disabled and excluded keys', () => {
-    const pool = new KeyPool('u', keys(4));
-    const [a, b, c] = all(pool);
-    pool.cool(a!, 1000, 'rate_limited');
-    pool.disable(b!, 'unauthorized');
-    expect(names([pool.pick(500, new Set([c!]))])).toEqual(['k4']);
-    expect(names([pool.pick(500), pool.pick(500)])).toEqual(['k3', 'k4']);
-    expect(pool.pick(1000)?.key.name).toBe('k1');
+    const pool = make(4);
+    pool.cool(byName(pool, 'k1'), '', 1000, 'rate_limited', 0);
+    pool.disable(byName(pool, 'k2'), 'unauthorized');
+    expect(next(pool, 500, ANY_MODEL, { exclude: new Set([byName(pool, 'k3')]) })).toBe('k4');
+    expect([next(pool, 500), next(pool, 500)]).toEqual(['k3', 'k4']);
+    expect(next(pool, 1000)).toBe('k1');
     expect(pool.usable).toBe(3);
   });
 
   it('answers undefined when nothing is available, and says when something will be', () => {
-    const pool = new KeyPool('u', keys(2));
-    const [a, b] = all(pool);
-    pool.cool(a!, 3000, 'rate_limited');
-    pool.cool(b!, 2000, 'rate_limited');
-    expect(pool.pick(100)).toBeUndefined();
-    expect(pool.nextAvailableAt(100)).toBe(2000);
-    pool.disable(b!, 'forbidden');
-    expect(pool.nextAvailableAt(100)).toBe(3000);
-    pool.disable(a!, 'forbidden');
-    expect(pool.nextAvailableAt(100)).toBeUndefined();
+    const pool = make(2);
+    pool.cool(byName(pool, 'k1'), '', 3000, 'rate_limited', 0);
+    pool.cool(byName(pool, 'k2'), '', 2000, 'rate_limited', 0);
+    expect(next(pool, 100)).toBeUndefined();
+    expect(pool.nextAvailableAt(ANY_MODEL, 100)).toBe(2000);
+    pool.disable(byName(pool, 'k2'), 'forbidden');
+    expect(pool.nextAvailableAt(ANY_MODEL, 100)).toBe(3000);
+    pool.disable(byName(pool, 'k1'), 'forbidden');
+    expect(pool.nextAvailableAt(ANY_MODEL, 100)).toBeUndefined();
     expect(pool.usable).toBe(0);
   });
 
   it('only ever extends a cooldown', () => {
-    const pool = new KeyPool('u', keys(1));
-    const [s] = all(pool) as [ReturnType<typeof all>[number]];
-    pool.cool(s, 5000, 'rate_limited');
-    pool.cool(s, 2000, 'rate_limited');
-    expect(s.cooldownUntil).toBe(5000);
-    pool.cool(s, 9000, 'out_of_credit');
-    expect(s.cooldownUntil).toBe(9000);
-    expect(s.coolReason).toBe('out_of_credit');
+    const pool = make(1);
+    const s = byName(pool, 'k1');
+    pool.cool(s, '', 5000, 'rate_limited', 0);
+    pool.cool(s, '', 2000, 'rate_limited', 0);
+    expect(s.scopes.get('')!.cooldownUntil).toBe(5000);
+    pool.cool(s, '', 9000, 'out_of_credit', 0);
+    pool.cool(s, '', 7000, 'out_of_credit', 0);
+    expect(s.creditUntil).toBe(9000);
   });
 
-  it('tracks the failure streak and clears it on success', () => {
-    const pool = new KeyPool('u', keys(1));
-    const [s] = all(pool) as [ReturnType<typeof all>[number]];
-    pool.cool(s, 1, 'rate_limited');
-    pool.cool(s, 2, 'rate_limited');
-    expect(s.streak).toBe(2);
-    pool.succeeded(s);
-    expect(s.streak).toBe(0);
+  it('tracks the failure streak per model and clears it on success', () => {
+    const pool = make(1);
+    const s = byName(pool, 'k1');
+    pool.cool(s, 'gpt-4o', 1, 'rate_limited', 0);
+    pool.cool(s, 'gpt-4o', 2, 'rate_limited', 0);
+    expect(pool.streakOf(s, 'gpt-4o')).toBe(2);
+    expect(pool.streakOf(s, 'gpt-4o-mini')).toBe(0);
+    pool.succeeded(s, 'gpt-4o');
+    expect(pool.streakOf(s, 'gpt-4o')).toBe(0);
   });
 
   it('reports a disable once, by name', () => {
     const events: PoolEvent[] = [];
-    const pool = new KeyPool('u', keys(1), (e) => events.push(e));
-    const [s] = all(pool) as [ReturnType<typeof all>[number]];
-    pool.disable(s, 'unauthorized');
-    pool.disable(s, 'unauthorized');
+    const pool = make(1, { listener: (e) => events.push(e) });
+    pool.disable(byName(pool, 'k1'), 'unauthorized');
+    pool.disable(byName(pool, 'k1'), 'unauthorized');
     expect(events).toEqual([{ type: 'disabled', upstream: 'u', key: 'k1', reason: 'unauthorized' }]);
     expect(JSON.stringify(events)).not.toContain('secret-1');
   });
 
   it('picks in O(1) when the next key is free, even with 10,000 keys', () => {
-    const pool = new KeyPool('u', keys(10_000));
-    for (let i = 0; i < 10_000; i++) pool.pick(0);
-    expect(pool.pick(0)?.key.name).toBe('k1');
+    const pool = make(10_000);
+    for (let i = 0; i < 10_000; i++) next(pool);
+    expect(next(pool)).toBe('k1');
+  });
+});
+
+describe('cooldown scope', () => {
+  it('a rate limit cools the key for that model only; credit is key-wide', () => {
+    const pool = make(1);
+    const s = byName(pool, 'k1');
+    pool.cool(s, 'gpt-4o', 10_000, 'rate_limited', 0);
+    expect(next(pool, 1, GPT4)).toBeUndefined();
+    expect(next(pool, 1, MINI)).toBe('k1');
+    pool.cool(s, 'gpt-4o-mini', 10_000, 'out_of_credit', 0);
+    expect(next(pool, 1, MINI)).toBeUndefined();
+    expect(next(pool, 1, ANY_MODEL)).toBeUndefined();
+  });
+
+  it('a long cooldown ends with one probe: one request at a time until a success', () => {
+    const pool = make(1, { probeAfterMs: 60_000 });
+    const s = byName(pool, 'k1');
+    pool.cool(s, '', 60_000, 'rate_limited', 0);
+    const probe = pool.acquire({ demand: ANY_MODEL, now: 60_000 });
+    expect(probe?.key.name).toBe('k1');
+    expect(pool.acquire({ demand: ANY_MODEL, now: 60_000 })).toBeUndefined();
+    expect(pool.nextAvailableAt(ANY_MODEL, 60_000)).toBe(Infinity);
+    pool.succeeded(probe!, '');
+    pool.end(probe!);
+    const a = pool.acquire({ demand: ANY_MODEL, now: 60_001 });
+    const b = pool.acquire({ demand: ANY_MODEL, now: 60_001 });
+    expect([a?.key.name, b?.key.name]).toEqual(['k1', 'k1']);
+  });
+
+  it('a short cooldown needs no probe', () => {
+    const pool = make(1, { probeAfterMs: 60_000 });
+    pool.cool(byName(pool, 'k1'), '', 1000, 'rate_limited', 0);
+    expect(pool.acquire({ demand: ANY_MODEL, now: 1000 })).toBeDefined();
+    expect(pool.acquire({ demand: ANY_MODEL, now: 1000 })).toBeDefined();
+  });
+});
+
+describe('quota groups', () => {
+  const groups: Partial<KeyOptions>[] = [{ group: 'org-a' }, { group: 'org-a' }, { group: 'org-b' }];
+  it('a rate limit on one key cools its whole group for that model', () => {
+    const pool = make(3, {}, groups);
+    pool.cool(byName(pool, 'k1'), 'gpt-4o', 5000, 'rate_limited', 0);
+    expect([next(pool, 1, GPT4), next(pool, 1, GPT4)]).toEqual(['k3', 'k3']);
+    expect(next(pool, 1, MINI)).toBe('k1');
+    expect(next(pool, 5000, GPT4)).toBeDefined();
+  });
+  it('rotation prefers keys in groups that have not failed this request', () => {
+    const pool = make(3, {}, groups);
+    expect(next(pool, 0, GPT4, { avoidGroups: new Set(['org-a']) })).toBe('k3');
+    expect(next(pool, 0, GPT4, { avoidGroups: new Set(['org-a', 'org-b']) })).toBeDefined();
+  });
+});
+
+describe('local limits', () => {
+  it('maxConcurrent caps in-flight requests; a freed slot lets the next through', () => {
+    const pool = make(1, {}, [{ maxConcurrent: 2 }]);
+    const a = pool.acquire({ demand: ANY_MODEL, now: 0 });
+    const b = pool.acquire({ demand: ANY_MODEL, now: 0 });
+    expect(pool.acquire({ demand: ANY_MODEL, now: 0 })).toBeUndefined();
+    expect(pool.nextAvailableAt(ANY_MODEL, 0)).toBe(Infinity);
+    pool.end(a!);
+    expect(pool.acquire({ demand: ANY_MODEL, now: 0 })).toBeDefined();
+    expect(b).toBeDefined();
+  });
+  it('rpm is a fixed minute window', () => {
+    const pool = make(1, {}, [{ rpm: 2 }]);
+    expect([next(pool, 0), next(pool, 10), next(pool, 20)]).toEqual(['k1', 'k1', undefined]);
+    expect(pool.nextAvailableAt(ANY_MODEL, 20)).toBe(60_000);
+    expect(next(pool, 60_000)).toBe('k1');
+  });
+  it('tpm counts estimated tokens, and lets one oversized request through a fresh window', () => {
+    const pool = make(1, {}, [{ tpm: 250 }]);
+    expect(next(pool, 0, { model: 'm', tokens: 200 })).toBe('k1');
+    expect(next(pool, 1, { model: 'm', tokens: 100 })).toBeUndefined();
+    expect(next(pool, 1, { model: 'm', tokens: 50 })).toBe('k1');
+    expect(next(pool, 60_000, { model: 'm', tokens: 1000 })).toBe('k1');
+  });
+});
+
+describe('header-driven admission', () => {
+  const h = (remaining: number, reset = '1s') => ({
+    'x-ratelimit-limit-requests': '10',
+    'x-ratelimit-remaining-requests': String(remaining),
+    'x-ratelimit-reset-requests': reset,
+  });
+  it('a key reported at 0 remaining requests is cooling until its reset, before any 429', () => {
+    const pool = make(2);
+    pool.observe(byName(pool, 'k1'), 'gpt-4o', h(0), 0);
+    expect([next(pool, 1, GPT4), next(pool, 1, GPT4)]).toEqual(['k2', 'k2']);
+    expect(next(pool, 1, MINI)).toBe('k1');
+    expect(next(pool, 999, GPT4, { exclude: new Set([byName(pool, 'k2')]) })).toBeUndefined();
+    expect(next(pool, 1000, GPT4, { exclude: new Set([byName(pool, 'k2')]) })).toBe('k1');
+  });
+  it('requests sent since the report count against it', () => {
+    const pool = make(1);
+    pool.observe(byName(pool, 'k1'), 'gpt-4o', h(2), 0);
+    expect([next(pool, 1, GPT4), next(pool, 1, GPT4), next(pool, 1, GPT4)]).toEqual(['k1', 'k1', undefined]);
+  });
+  it('token headroom is checked against the request estimate', () => {
+    const pool = make(1);
+    pool.observe(
+      byName(pool, 'k1'),
+      'gpt-4o',
+      { 'x-ratelimit-limit-tokens': '1000', 'x-ratelimit-remaining-tokens': '150', 'x-ratelimit-reset-tokens': '6s' },
+      0,
+    );
+    expect(next(pool, 1, { model: 'gpt-4o', tokens: 200 })).toBeUndefined();
+    expect(pool.nextAvailableAt({ model: 'gpt-4o', tokens: 200 }, 1)).toBe(6000);
+    expect(next(pool, 1, { model: 'gpt-4o', tokens: 100 })).toBe('k1');
+  });
+});
+
+describe('strategies', () => {
+  it('fill_first uses the first healthy key until it cools', () => {
+    const pool = make(3, { strategy: 'fill_first' });
+    expect([next(pool), next(pool), next(pool)]).toEqual(['k1', 'k1', 'k1']);
+    pool.cool(byName(pool, 'k1'), '', 100, 'rate_limited', 0);
+    expect([next(pool, 1), next(pool, 1)]).toEqual(['k2', 'k2']);
+  });
+
+  it('least_inflight takes the key with the fewest requests in flight', () => {
+    const pool = make(3, { strategy: 'least_inflight' });
+    const a = pool.acquire({ demand: ANY_MODEL, now: 0 })!;
+    const b = pool.acquire({ demand: ANY_MODEL, now: 0 })!;
+    pool.acquire({ demand: ANY_MODEL, now: 0 });
+    pool.end(b);
+    expect(a.key.name).toBe('k1');
+    expect(pool.acquire({ demand: ANY_MODEL, now: 0 })?.key.name).toBe('k2');
+  });
+
+  it('headroom prefers the key with the most limit left', () => {
+    const pool = make(3, { strategy: 'headroom' });
+    const rem = (n: number) => ({ 'x-ratelimit-limit-requests': '100', 'x-ratelimit-remaining-requests': String(n), 'x-ratelimit-reset-requests': '60s' });
+    pool.observe(byName(pool, 'k1'), 'gpt-4o', rem(10), 0);
+    pool.observe(byName(pool, 'k2'), 'gpt-4o', rem(80), 0);
+    pool.observe(byName(pool, 'k3'), 'gpt-4o', rem(40), 0);
+    expect(next(pool, 1, GPT4)).toBe('k2');
+  });
+
+  it('random spreads uniformly over eligible keys (seeded)', () => {
+    let seed = 42;
+    const rng = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+    const pool = make(4, { strategy: 'random', random: rng });
+    pool.disable(byName(pool, 'k4'), 'forbidden');
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 3000; i++) {
+      const n = next(pool)!;
+      counts.set(n, (counts.get(n) ?? 0) + 1);
+    }
+    expect([...counts.keys()].sort()).toEqual(['k1', 'k2', 'k3']);
+    for (const c of counts.values()) expect(c).toBeGreaterThan(850);
+  });
+
+  it('weighted follows the weights (seeded)', () => {
+    let seed = 7;
+    const rng = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+    const pool = make(2, { strategy: 'weighted', random: rng }, [{ weight: 3 }, { weight: 1 }]);
+    let k1 = 0;
+    for (let i = 0; i < 4000; i++) if (next(pool) === 'k1') k1++;
+    expect(k1 / 4000).toBeGreaterThan(0.7);
+    expect(k1 / 4000).toBeLessThan(0.8);
+  });
+});
+
+describe('sticky sessions', () => {
+  it('the same session gets the same key while it is healthy, and moves on rotation', () => {
+    const pool = make(3, { maxSessions: 10 });
+    const first = next(pool, 0, GPT4, { session: 's1' });
+    next(pool, 0, GPT4);
+    expect(next(pool, 0, GPT4, { session: 's1' })).toBe(first);
+    pool.cool(byName(pool, first!), 'gpt-4o', 1000, 'rate_limited', 0);
+    const moved = next(pool, 1, GPT4, { session: 's1' });
+    expect(moved).not.toBe(first);
+    expect(next(pool, 2, GPT4, { session: 's1' })).toBe(moved);
+  });
+  it('forgets the least recently used session beyond maxSessions', () => {
+    const pool = make(3, { maxSessions: 1 });
+    expect(next(pool, 0, ANY_MODEL, { session: 'a' })).toBe('k1');
+    expect(next(pool, 0, ANY_MODEL, { session: 'b' })).toBe('k2');
+    expect(next(pool, 0, ANY_MODEL, { session: 'a' })).toBe('k3');
   });
 });
 

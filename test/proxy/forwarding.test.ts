@@ -244,10 +244,10 @@ describe('cancellation', () => {
     u.script(KEYS[0]!, { kind: 'rate_limit', style: 'retry-after', ms: 10_000 });
     const ac = new AbortController();
     const pending = request(`${p.url}/v1/models`, { signal: ac.signal }).catch((e: unknown) => e);
-    await clock.waitForSleepers(1);
+    await waitFor(() => p.room.size === 1);
     ac.abort();
     await pending;
-    await waitFor(() => clock.sleepers === 0);
+    await waitFor(() => p.room.size === 0);
     clock.advance(20_000);
     await new Promise((r) => setTimeout(r, 50));
     expect(u.requests).toHaveLength(1);

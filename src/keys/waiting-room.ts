@@ -1,0 +1,173 @@
+// The waiting room: requests that no key can take now wait here, bounded in number and time, and are
+// handed a key the moment one frees up (a cooldown ends, a slot frees, headers report headroom).
+// Served in fair order across clients: each pass gives every waiting client's oldest request one
+// chance, so one agent with 500 queued requests does not starve one with 5.
+import type { Clock } from '../clock.js';
+import type { KeyPool, KeyState } from './pool.js';
+import type { Demand } from './key-state.js';
+
+export interface WaitRequest {
+  /** Who is asking, for fairness: an agent id or the remote address. */
+  readonly client: string;
+  readonly demand: Demand;
+  /** Longest this request may wait. */
+  readonly maxWaitMs: number;
+  /** Aborting removes the request from the room at once; the promise rejects with the signal's reason. */
+  readonly signal: AbortSignal;
+  /** Takes a key if one can serve this request now (called only by the room, in fair order). */
+  readonly tryAcquire: () => KeyState | undefined;
+}
+
+export type WaitResult = { readonly kind: 'acquired'; readonly state: KeyState } | { readonly kind: 'timeout' } | { readonly kind: 'full' };
+
+interface Waiter {
+  readonly req: WaitRequest;
+  readonly resolve: (r: WaitResult) => void;
+  readonly cleanup: () => void;
+}
+
+export interface WaitingRoomMetrics {
+  /** Requests that had to wait for a key. */
+  deferred: number;
+  /** Of those, how many were served a key. */
+  served: number;
+  timedOut: number;
+  rejectedFull: number;
+  /** Total ms spent waiting by served and timed-out requests. */
+  waitMsTotal: number;
+}
+
+export class WaitingRoom {
+  readonly #pool: KeyPool;
+  readonly #clock: Clock;
+  readonly #maxSize: number;
+  /** Per client, its waiters oldest first. Map order is the fair rotation order. */
+  readonly #queues = new Map<string, Waiter[]>();
+  #size = 0;
+  #scheduled = false;
+  #cancelTimer: (() => void) | undefined;
+  #timerAt = Infinity;
+  readonly metrics: WaitingRoomMetrics = { deferred: 0, served: 0, timedOut: 0, rejectedFull: 0, waitMsTotal: 0 };
+
+  constructor(pool: KeyPool, clock: Clock, maxSize: number) {
+    this.#pool = pool;
+    this.#clock = clock;
+    this.#maxSize = maxSize;
+    pool.watch(() => this.#schedule());
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  wait(req: WaitRequest): Promise<WaitResult> {
+    if (this.#size >= this.#maxSize) {
+      this.metrics.rejectedFull++;
+      return Promise.resolve({ kind: 'full' });
+    }
+    if (req.signal.aborted) return Promise.reject(req.signal.reason);
+    this.metrics.deferred++;
+    const started = this.#clock.now();
+    return new Promise<WaitResult>((resolve, reject) => {
+      const finish = (): void => {
+        cancelTimeout();
+        req.signal.removeEventListener('abort', onAbort);
+        this.#remove(waiter);
+      };
+      const onAbort = (): void => {
+        finish();
+        reject(req.signal.reason);
+      };
+      const cancelTimeout = this.#clock.timer(req.maxWaitMs, () => {
+        finish();
+        this.metrics.timedOut++;
+        this.metrics.waitMsTotal += this.#clock.now() - started;
+        resolve({ kind: 'timeout' });
+      });
+      const waiter: Waiter = {
+        req,
+        cleanup: finish,
+        resolve: (r) => {
+          finish();
+          this.metrics.served++;
+          this.metrics.waitMsTotal += this.#clock.now() - started;
+          resolve(r);
+        },
+      };
+      req.signal.addEventListener('abort', onAbort, { once: true });
+      let q = this.#queues.get(req.client);
+      if (q === undefined) {
+        q = [];
+        this.#queues.set(req.client, q);
+      }
+      q.push(waiter);
+      this.#size++;
+      this.#schedule();
+    });
+  }
+
+  #remove(w: Waiter): void {
+    const q = this.#queues.get(w.req.client);
+    if (q === undefined) return;
+    const i = q.indexOf(w);
+    if (i === -1) return;
+    q.splice(i, 1);
+    this.#size--;
+    if (q.length === 0) this.#queues.delete(w.req.client);
+  }
+
+  /** Coalesces the many pool changes of one tick into one dispatch. */
+  #schedule(): void {
+    if (this.#scheduled || this.#size === 0) return;
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#dispatch();
+    });
+  }
+
+  #dispatch(): void {
+    // Passes over the clients in rotation order; a client served moves to the back of the rotation.
+    let progress = true;
+    while (progress && this.#size > 0) {
+      progress = false;
+      for (const [client, q] of [...this.#queues]) {
+        const head = q[0];
+        if (head === undefined) continue;
+        const state = head.req.tryAcquire();
+        if (state === undefined) continue;
+        head.resolve({ kind: 'acquired', state });
+        progress = true;
+        const rest = this.#queues.get(client);
+        if (rest !== undefined) {
+          this.#queues.delete(client);
+          this.#queues.set(client, rest);
+        }
+      }
+    }
+    this.#armTimer();
+  }
+
+  /** Wakes the room when the earliest cooling key of any waiting request is due. */
+  #armTimer(): void {
+    if (this.#size === 0) return;
+    const now = this.#clock.now();
+    let soonest = Infinity;
+    const seen = new Set<string>();
+    for (const q of this.#queues.values()) {
+      const d = q[0]?.req.demand;
+      if (d === undefined || seen.has(d.model)) continue;
+      seen.add(d.model);
+      const at = this.#pool.nextAvailableAt(d, now) ?? Infinity;
+      if (at < soonest) soonest = at;
+    }
+    if (soonest === Infinity || soonest >= this.#timerAt) return;
+    this.#cancelTimer?.();
+    this.#timerAt = soonest;
+    this.#cancelTimer = this.#clock.timer(Math.max(0, soonest - now), () => {
+      this.#timerAt = Infinity;
+      this.#cancelTimer = undefined;
+      this.#dispatch();
+    });
+  }
+}

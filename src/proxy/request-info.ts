@@ -1,0 +1,48 @@
+// What keypool reads from a request body to schedule it: the model (rate limits are per model), a token
+// estimate (for token limits), whether it streams, and a sticky session id. Pure; never throws.
+import type { Demand } from '../keys/key-state.js';
+import { ANY_MODEL } from '../keys/key-state.js';
+
+export interface RequestInfo {
+  readonly demand: Demand;
+  readonly stream: boolean;
+  /** Values of the configured sticky body fields, first non-empty one. */
+  readonly sessionFromBody: string | undefined;
+}
+
+/** Bodies larger than this are not parsed: scheduling falls back to "any model". */
+export const PARSE_LIMIT_BYTES = 4 * 1024 * 1024;
+/** OpenAI's rule of thumb: about four bytes of English text per token. */
+const BYTES_PER_TOKEN = 4;
+
+const NOTHING: RequestInfo = Object.freeze({ demand: ANY_MODEL, stream: false, sessionFromBody: undefined });
+
+export function requestInfo(body: Buffer | undefined, contentType: string | undefined, stickyFields: readonly string[]): RequestInfo {
+  if (body === undefined || body.length === 0 || body.length > PARSE_LIMIT_BYTES) return NOTHING;
+  if (contentType !== undefined && !contentType.includes('json')) return NOTHING;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return NOTHING;
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return NOTHING;
+  const o = parsed as Record<string, unknown>;
+  const model = typeof o.model === 'string' ? o.model : '';
+  const maxOut = firstNumber(o.max_completion_tokens, o.max_tokens, o.max_output_tokens);
+  const tokens = maxOut + Math.ceil(body.length / BYTES_PER_TOKEN);
+  let sessionFromBody: string | undefined;
+  for (const f of stickyFields) {
+    const v = o[f];
+    if (typeof v === 'string' && v !== '') {
+      sessionFromBody = v;
+      break;
+    }
+  }
+  return { demand: { model, tokens }, stream: o.stream === true, sessionFromBody };
+}
+
+function firstNumber(...values: unknown[]): number {
+  for (const v of values) if (typeof v === 'number' && Number.isFinite(v) && v > 0) return v;
+  return 0;
+}
