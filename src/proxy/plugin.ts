@@ -131,12 +131,12 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
     if (outcome.kind === 'error') {
       done();
       if (keepAlive?.committed) keepAlive.failWith(outcome.error);
-      else sendError(reply, outcome.error, outcome.attempts, outcome.state);
+      else sendError(reply, outcome);
       log(request, outcome.error.status, outcome.attempts, outcome.state, started, { error: outcome.error.code });
       return;
     }
 
-    const { response, state, attempts } = outcome;
+    const { response, state, attempts, waitedMs } = outcome;
     let status = response.status;
     try {
       if (keepAlive?.committed) {
@@ -149,6 +149,7 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
         const headers = clientResponseHeaders(response.headers);
         headers['x-keypool-key'] = state.key.name;
         headers['x-keypool-attempts'] = String(attempts);
+        if (waitedMs > 0) headers['x-keypool-wait-ms'] = String(Math.round(waitedMs));
         raw.writeHead(response.status, headers);
         // A stream's first event may be seconds away; send the headers now so the client knows it is on.
         if (response.headers['content-length'] === undefined) raw.flushHeaders();
@@ -163,13 +164,15 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
       pool.end(state);
       done();
     }
-    log(request, status, attempts, state, started);
+    log(request, status, attempts, state, started, waitedMs > 0 ? { waitMs: Math.round(waitedMs) } : undefined);
   };
 }
 
-function sendError(reply: FastifyReply, error: KeypoolError, attempts: number, state: KeyState | undefined): void {
-  reply.code(error.status).headers(error.headers).header('x-keypool-attempts', String(attempts));
+function sendError(reply: FastifyReply, outcome: { error: KeypoolError; attempts: number; state: KeyState | undefined; waitedMs: number }): void {
+  const { error, state, waitedMs } = outcome;
+  reply.code(error.status).headers(error.headers).header('x-keypool-attempts', String(outcome.attempts));
   if (state) reply.header('x-keypool-key', state.key.name);
+  if (waitedMs > 0) reply.header('x-keypool-wait-ms', String(Math.round(waitedMs)));
   void reply.send(error.toBody());
 }
 

@@ -50,7 +50,12 @@ export interface RotateRequest {
   readonly onWait?: () => void;
 }
 
-export type RotateOutcome =
+export type RotateOutcome = Outcome & {
+  /** Time spent waiting for a key (the waiting room), in ms. */
+  readonly waitedMs: number;
+};
+
+type Outcome =
   /** Hand this response to the client. The key stays in flight until the caller calls pool.end. */
   | { readonly kind: 'deliver'; readonly response: UpstreamResponse; readonly state: KeyState; readonly attempts: number }
   | { readonly kind: 'error'; readonly error: KeypoolError; readonly attempts: number; readonly state: KeyState | undefined }
@@ -86,11 +91,17 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     const why = signal.reason instanceof RequestAborted ? signal.reason.why : 'client_closed';
     if (why === 'deadline') {
       const error = new KeypoolError('keypool_upstream_timeout', `No answer within the request deadline (${retry.timeoutMs} ms).`);
-      return { kind: 'error', error, attempts, state: lastState };
+      return { kind: 'error', error, attempts, state: lastState, waitedMs: waited };
     }
-    return { kind: 'aborted', attempts, state: lastState };
+    return { kind: 'aborted', attempts, state: lastState, waitedMs: waited };
   };
-  const fail = (): RotateOutcome => ({ kind: 'error', error: giveUp(deps, demand, last, retries), attempts, state: lastState });
+  const fail = (): RotateOutcome => ({
+    kind: 'error',
+    error: giveUp(deps, demand, last, retries),
+    attempts,
+    state: lastState,
+    waitedMs: waited,
+  });
 
   const acquire = (exclude: ReadonlySet<KeyState> | undefined): KeyState | undefined =>
     pool.acquire({ demand, now: clock.now(), exclude, avoidGroups: failedGroups, session: req.session });
@@ -134,7 +145,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
         }
         waited += clock.now() - now;
         if (result.kind === 'full') {
-          return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState };
+          return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState, waitedMs: waited };
         }
         if (result.kind === 'timeout') return fail();
         state = result.state;
@@ -160,7 +171,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
 
     if (!isFailureStatus(res.status)) {
       if (res.status < 300) pool.succeeded(state, demand.model);
-      return { kind: 'deliver', response: res, state, attempts };
+      return { kind: 'deliver', response: res, state, attempts, waitedMs: waited };
     }
 
     const bodyText = await readSnippet(res);

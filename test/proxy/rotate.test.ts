@@ -98,6 +98,7 @@ describe('the budget counts only attempts after the pool is exhausted', () => {
     const res = await pending;
     expect(res.status).toBe(200);
     expect(res.headers['x-keypool-attempts']).toBe('2');
+    expect(res.headers['x-keypool-wait-ms']).toBe('2000');
     expect(upstream.requests).toHaveLength(2);
   });
 
