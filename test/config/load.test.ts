@@ -132,6 +132,32 @@ describe('loadConfigText', () => {
     expect(warnings).toEqual(['upstreams[0].keys[1]: same secret as key a-1; using it once']);
   });
 
+  it('reads scheduling settings per key and per upstream', () => {
+    const { config } = loadConfigText(
+      `upstreams:
+  - name: a
+    baseUrl: "http://x"
+    strategy: weighted
+    sticky: {}
+    keys: [{ name: k, key: s1, weight: 3, group: org-a, rpm: 60, tpm: 1000, maxConcurrent: 2 }, s2]`,
+      {},
+    );
+    const u = config.upstreams[0]!;
+    expect(u.strategy).toBe('weighted');
+    expect(u.sticky).toEqual({ header: 'x-session-id', bodyFields: ['prompt_cache_key', 'user'], maxSessions: 10_000 });
+    expect(u.keys[0]!.options).toEqual({ weight: 3, group: 'org-a', rpm: 60, tpm: 1000, maxConcurrent: 2 });
+    expect(u.keys[1]!.options.weight).toBe(1);
+    expect(config.queue).toEqual({ maxSize: 1000, clientHeader: 'x-agent-id', streamKeepAlive: false, keepAliveIntervalMs: 15_000 });
+  });
+
+  it('names a bad strategy or key setting', () => {
+    const problems = problemsOf(() =>
+      loadConfigText('upstreams: [{ name: a, baseUrl: "http://x", strategy: fastest, keys: [{ key: k, weight: 0 }] }]', {}),
+    );
+    expect(problems.join('\n')).toMatch(/^upstreams\[0\]\.strategy: /m);
+    expect(problems.join('\n')).toMatch(/^upstreams\[0\]\.keys\[0\]/m);
+  });
+
   it('reports YAML syntax errors', () => {
     expect(problemsOf(() => loadConfigText('upstreams: [', {}))[0]).toMatch(/YAML/);
   });
