@@ -114,7 +114,5 @@ function logPoolEvent(logger: Logger, event: PoolEvent, now: number): void {
         );
       }
       break;
-    case 'success':
-      break;
   }
 }

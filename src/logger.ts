@@ -16,7 +16,7 @@ export function createLogger(level: LevelWithSilent, destination?: DestinationSt
     level,
     base: { name: 'keypool' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    // pino's default epoch-ms timestamp: cheapest on the per-request line; tools convert it.
   };
   return destination ? pino(options, destination) : pino(options);
 }

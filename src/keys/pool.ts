@@ -21,8 +21,7 @@ export type { CoolReason, Demand, DisableReason, KeyState } from './key-state.js
 
 export type PoolEvent =
   | { type: 'cooldown'; upstream: string; key: string; model: string; reason: CoolReason; until: number; extended: boolean }
-  | { type: 'disabled'; upstream: string; key: string; reason: DisableReason }
-  | { type: 'success'; upstream: string; key: string };
+  | { type: 'disabled'; upstream: string; key: string; reason: DisableReason };
 
 export type PoolListener = (event: PoolEvent) => void;
 
@@ -163,7 +162,6 @@ export class KeyPool {
     if (scope) scope.streak = 0;
     s.probePending = false;
     s.stats.successes++;
-    this.#listener?.({ type: 'success', upstream: this.upstream, key: s.key.name });
   }
 
   /**
@@ -176,7 +174,9 @@ export class KeyPool {
     if (reason === 'rate_limited') {
       s.stats.rateLimited++;
       const scope = scopeOf(s.scopes, model);
-      scope.streak++;
+      // Requests already in flight when the first 429 cooled the key come back 429 too; they are the same
+      // event, not a longer streak (else one burst would push the backoff to its ceiling).
+      if (scope.cooldownUntil <= now) scope.streak++;
       extended = extend(scope, until, reason);
       if (group) extend(scopeOf(group, model), until, reason);
     } else {

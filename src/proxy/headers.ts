@@ -16,10 +16,25 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** Client headers that must never reach the upstream: credentials, and what undici sets itself. */
-const REQUEST_DROP = new Set(['authorization', 'x-api-key', 'api-key', 'host', 'content-length', 'expect']);
+/**
+ * `openai-organization` / `openai-project` are dropped too: the pool key decides the organisation, and a
+ * client's header that does not match a key's organisation makes OpenAI answer 401, which would disable
+ * every key in turn.
+ */
+const REQUEST_DROP = new Set([
+  'authorization',
+  'x-api-key',
+  'api-key',
+  'host',
+  'content-length',
+  'expect',
+  'openai-organization',
+  'openai-project',
+]);
 
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
+  // The usual values name no header: skip the parse on the hot path.
+  if (value === undefined || value === 'keep-alive' || value === 'close') return undefined;
   const list = (Array.isArray(value) ? value.join(',') : value).split(',');
   const names = new Set<string>();
   for (const n of list) {

@@ -1,7 +1,6 @@
 // The proxy routes: every method under each upstream's prefix. Buffers the body once for byte-exact
 // replay, reads what scheduling needs from it, runs the attempt loop, then streams the chosen response
 // to the client as it arrives.
-import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { Clock } from '../clock.js';
@@ -10,7 +9,7 @@ import type { KeypoolError } from '../errors.js';
 import type { KeyPool, KeyState } from '../keys/pool.js';
 import { createScrubber } from '../keys/scrub.js';
 import type { WaitingRoom } from '../keys/waiting-room.js';
-import { readSnippet, type Forwarder } from './forward.js';
+import { pipeBody, readSnippet, type Forwarder } from './forward.js';
 import { clientResponseHeaders, upstreamRequestHeaders, withKey } from './headers.js';
 import { StreamKeepAlive } from './keep-alive.js';
 import { requestInfo } from './request-info.js';
@@ -138,12 +137,17 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
 
     const { response, state, attempts, waitedMs } = outcome;
     let status = response.status;
+    let complete = false;
     try {
       if (keepAlive?.committed) {
         keepAlive.stop();
         // The 200 is already out: a non-2xx answer can only be told as an SSE error event.
-        if (response.status >= 300) keepAlive.fail(await readSnippet(response));
-        else await pipeline(response.body, raw);
+        if (response.status >= 300) {
+          keepAlive.fail(await readSnippet(response, (ms, fn) => clock.timer(ms, fn)));
+          complete = true;
+        } else {
+          complete = await pipeBody(response.body, raw);
+        }
       } else {
         reply.hijack();
         const headers = clientResponseHeaders(response.headers);
@@ -153,16 +157,21 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
         raw.writeHead(response.status, headers);
         // A stream's first event may be seconds away; send the headers now so the client knows it is on.
         if (response.headers['content-length'] === undefined) raw.flushHeaders();
-        await pipeline(response.body, raw);
+        complete = await pipeBody(response.body, raw);
       }
-    } catch {
-      // The client left mid-response, or the upstream broke off (or the deadline passed): pipeline has
-      // destroyed both sides, which is all that can be done once bytes have reached the client.
-      const why = ctl.signal.reason;
-      if (why instanceof RequestAborted && why.why === 'client_closed') status = CLIENT_CLOSED;
+    } catch (err) {
+      // writeHead refused the upstream's headers (invalid characters): nothing reached the client.
+      response.body.destroy();
+      raw.destroy();
+      request.log.warn({ err: (err as Error).message }, 'could not forward the upstream response');
     } finally {
       pool.end(state);
       done();
+    }
+    if (!complete) {
+      // Bytes may already be with the client: all that can be done is to close, and to log why.
+      const why = ctl.signal.reason;
+      status = why instanceof RequestAborted ? (why.why === 'client_closed' ? CLIENT_CLOSED : 504) : 502;
     }
     log(request, status, attempts, state, started, waitedMs > 0 ? { waitMs: Math.round(waitedMs) } : undefined);
   };

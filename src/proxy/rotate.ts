@@ -174,7 +174,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       return { kind: 'deliver', response: res, state, attempts, waitedMs: waited };
     }
 
-    const bodyText = await readSnippet(res);
+    const bodyText = await readSnippet(res, (ms, fn) => clock.timer(ms, fn));
     pool.end(state);
     if (signal.aborted) return stopped();
     const now = clock.now();

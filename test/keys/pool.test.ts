@@ -60,12 +60,20 @@ describe('KeyPool basics', () => {
   it('tracks the failure streak per model and clears it on success', () => {
     const pool = make(1);
     const s = byName(pool, 'k1');
-    pool.cool(s, 'gpt-4o', 1, 'rate_limited', 0);
-    pool.cool(s, 'gpt-4o', 2, 'rate_limited', 0);
+    pool.cool(s, 'gpt-4o', 1000, 'rate_limited', 0);
+    pool.cool(s, 'gpt-4o', 3000, 'rate_limited', 1000);
     expect(pool.streakOf(s, 'gpt-4o')).toBe(2);
     expect(pool.streakOf(s, 'gpt-4o-mini')).toBe(0);
     pool.succeeded(s, 'gpt-4o');
     expect(pool.streakOf(s, 'gpt-4o')).toBe(0);
+  });
+
+  it('429s of requests already in flight when the key cooled do not lengthen the streak', () => {
+    const pool = make(1);
+    const s = byName(pool, 'k1');
+    for (let i = 0; i < 8; i++) pool.cool(s, '', 1000, 'rate_limited', 10 + i);
+    expect(pool.streakOf(s, '')).toBe(1);
+    expect(s.stats.rateLimited).toBe(8);
   });
 
   it('reports a disable once, by name', () => {

@@ -217,9 +217,10 @@ describe('cancellation', () => {
     const h = await m.next();
     ac.abort();
     await pending;
+    // Resolves only when keypool closes its upstream connection: that is the cancellation.
     await h.closed;
-    expect(h.res.writableEnded).toBe(false);
     await waitFor(() => p.logs.some((l) => l.includes('"status":499')));
+    expect(p.pool.states().every((s) => s.inflight === 0)).toBe(true);
   });
 
   it('a client that leaves mid-stream closes the upstream stream', async () => {
@@ -233,8 +234,10 @@ describe('cancellation', () => {
     const r = await res;
     await r.body[Symbol.asyncIterator]().next();
     ac.abort();
+    // Resolves only when keypool closes the upstream stream.
     await h.closed;
-    expect(h.res.writableEnded).toBe(false);
+    await waitFor(() => p.logs.some((l) => l.includes('"status":499')));
+    expect(p.pool.states().every((s) => s.inflight === 0)).toBe(true);
   });
 
   it('a client that leaves while waiting for a cooling key stops the wait, with no further attempt', async () => {
