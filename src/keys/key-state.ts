@@ -18,13 +18,39 @@ export interface Demand {
 
 export const ANY_MODEL: Demand = Object.freeze({ model: '', tokens: 0 });
 
-/** A limit as the upstream last reported it, minus what was sent since. */
+/**
+ * A limit as the upstream last reported it. `base` is how many requests (or tokens) keypool had sent on
+ * the scope when the reporting request went out, so `remaining - (sent - base)` is what is left now,
+ * counting what the upstream has not seen yet. Once `resetAt` passes, the limit is taken as refilled
+ * for another `period` until a response reports real numbers: without that, a key whose reset just
+ * passed would look unlimited and every waiting request would stampede onto it.
+ */
 export interface Bucket {
   limit: number;
   remaining: number;
   resetAt: number;
-  /** Requests (or tokens) sent since the report: the upstream had not counted them yet. */
-  used: number;
+  /** Longest reset the upstream has reported: the best guess at the window's length. */
+  period: number;
+  base: number;
+}
+
+/** Where a request stood in its scope's counts when it was sent; reports are matched against it. */
+export interface Mark {
+  readonly requests: number;
+  readonly tokens: number;
+}
+
+/** What is left in a bucket at `now`, given `sent` so far on its scope. */
+function left(b: Bucket, sent: number, now: number): number {
+  return now < b.resetAt ? b.remaining - (sent - b.base) : b.limit;
+}
+
+/** Starts the bucket's next window when its reset has passed. */
+function roll(b: Bucket, sent: number, now: number): void {
+  if (now < b.resetAt) return;
+  b.remaining = b.limit;
+  b.base = sent;
+  b.resetAt = now + Math.max(1, b.period);
 }
 
 /** Rate-limit state of a key (or a group) for one model. */
@@ -35,6 +61,9 @@ export interface Scope {
   streak: number;
   requests: Bucket | undefined;
   tokens: Bucket | undefined;
+  /** Requests and estimated tokens sent on this scope, ever. */
+  sent: number;
+  sentTokens: number;
 }
 
 /** A local fixed window for hand-set rpm/tpm. */
@@ -90,7 +119,7 @@ export function newKeyState(key: Key, index: number): KeyState {
 }
 
 export function newScope(): Scope {
-  return { cooldownUntil: 0, reason: undefined, streak: 0, requests: undefined, tokens: undefined };
+  return { cooldownUntil: 0, reason: undefined, streak: 0, requests: undefined, tokens: undefined, sent: 0, sentTokens: 0 };
 }
 
 export function scopeOf(scopes: Map<string, Scope>, model: string): Scope {
@@ -107,10 +136,10 @@ function scopeBlockedUntil(scope: Scope | undefined, tokens: number, now: number
   if (scope === undefined) return 0;
   let until = scope.cooldownUntil;
   const r = scope.requests;
-  if (r !== undefined && now < r.resetAt && r.remaining - r.used <= 0) until = Math.max(until, r.resetAt);
+  if (r !== undefined && left(r, scope.sent, now) <= 0) until = Math.max(until, r.resetAt);
   const t = scope.tokens;
   // A request larger than the whole limit is let through once the window is fresh, or it would never run.
-  if (t !== undefined && now < t.resetAt && t.remaining - t.used < Math.min(tokens, t.limit)) until = Math.max(until, t.resetAt);
+  if (t !== undefined && left(t, scope.sentTokens, now) < Math.min(tokens, t.limit)) until = Math.max(until, t.resetAt);
   return until > now ? until : 0;
 }
 
@@ -144,15 +173,15 @@ export function headroomOf(s: KeyState, d: Demand, now: number): number {
   const scope = s.scopes.get(d.model) ?? s.scopes.get('');
   if (scope === undefined) return 1;
   let share = 1;
-  for (const b of [scope.requests, scope.tokens]) {
-    if (b === undefined || now >= b.resetAt || b.limit <= 0) continue;
-    share = Math.min(share, Math.max(0, b.remaining - b.used) / b.limit);
-  }
+  const r = scope.requests;
+  if (r !== undefined && r.limit > 0) share = Math.min(share, Math.max(0, left(r, scope.sent, now)) / r.limit);
+  const t = scope.tokens;
+  if (t !== undefined && t.limit > 0) share = Math.min(share, Math.max(0, left(t, scope.sentTokens, now)) / t.limit);
   return share;
 }
 
-/** Counts a request against the key's local windows and the upstream's last report. */
-export function countRequest(s: KeyState, d: Demand, now: number): void {
+/** Counts a request against the key's local windows and its model's scope; returns where it stood. */
+export function countRequest(s: KeyState, d: Demand, now: number): Mark {
   if (now >= s.rpm.start + WINDOW_MS) {
     s.rpm.start = now;
     s.rpm.count = 0;
@@ -163,26 +192,40 @@ export function countRequest(s: KeyState, d: Demand, now: number): void {
     s.tpm.count = 0;
   }
   s.tpm.count += d.tokens;
-  const scope = s.scopes.get(d.model);
-  if (scope?.requests) scope.requests.used++;
-  if (scope?.tokens) scope.tokens.used += d.tokens;
+  const scope = scopeOf(s.scopes, d.model);
+  if (scope.requests) roll(scope.requests, scope.sent, now);
+  if (scope.tokens) roll(scope.tokens, scope.sentTokens, now);
+  scope.sent++;
+  scope.sentTokens += d.tokens;
+  return { requests: scope.sent, tokens: scope.sentTokens };
 }
 
 /**
  * Reads a response's rate-limit headers into the scope: OpenAI's `x-ratelimit-{limit,remaining,reset}-
  * {requests,tokens}` and Anthropic's `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`.
- * Returns whether anything was learnt.
+ * A report older than the one held (its request went out earlier) is ignored. Returns whether anything
+ * was learnt.
  */
-export function observeHeaders(scope: Scope, headers: HeaderBag, now: number): boolean {
+export function observeHeaders(scope: Scope, headers: HeaderBag, now: number, mark: Mark): boolean {
   const req =
     bucketFrom(headers, 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', now) ??
     bucketFrom(headers, 'anthropic-ratelimit-requests-limit', 'anthropic-ratelimit-requests-remaining', 'anthropic-ratelimit-requests-reset', now);
   const tok =
     bucketFrom(headers, 'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens', now) ??
     bucketFrom(headers, 'anthropic-ratelimit-tokens-limit', 'anthropic-ratelimit-tokens-remaining', 'anthropic-ratelimit-tokens-reset', now);
-  if (req) scope.requests = req;
-  if (tok) scope.tokens = tok;
-  return req !== undefined || tok !== undefined;
+  const a = req !== undefined && accept(scope.requests, req, mark.requests);
+  if (a) scope.requests = req;
+  const b = tok !== undefined && accept(scope.tokens, tok, mark.tokens);
+  if (b) scope.tokens = tok;
+  return a || b;
+}
+
+/** Fills in `fresh` from the mark and the held bucket; false when `fresh` is older than what is held. */
+function accept(held: Bucket | undefined, fresh: Bucket, base: number): boolean {
+  if (held !== undefined && base < held.base) return false;
+  fresh.base = base;
+  fresh.period = Math.max(fresh.period, held?.period ?? 0);
+  return true;
 }
 
 function bucketFrom(h: HeaderBag, limitName: string, remainingName: string, resetName: string, now: number): Bucket | undefined {
@@ -193,5 +236,5 @@ function bucketFrom(h: HeaderBag, limitName: string, remainingName: string, rese
   const resetText = header(h, resetName);
   const resetIn = parseDuration(resetText) ?? parseResetTimestamp(resetText, now);
   if (!Number.isFinite(remaining) || !Number.isFinite(limit) || resetIn === undefined) return undefined;
-  return { limit, remaining, resetAt: now + resetIn, used: 0 };
+  return { limit, remaining, resetAt: now + resetIn, period: resetIn, base: 0 };
 }

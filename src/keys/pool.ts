@@ -12,12 +12,13 @@ import {
   type Demand,
   type DisableReason,
   type KeyState,
+  type Mark,
   type Scope,
 } from './key-state.js';
 import type { HeaderBag } from './rate-limit-headers.js';
 import { STRATEGY, type Strategy, type StrategyName } from './strategies.js';
 
-export type { CoolReason, Demand, DisableReason, KeyState } from './key-state.js';
+export type { CoolReason, Demand, DisableReason, KeyState, Mark } from './key-state.js';
 
 export type PoolEvent =
   | { type: 'cooldown'; upstream: string; key: string; model: string; reason: CoolReason; until: number; extended: boolean }
@@ -63,6 +64,7 @@ export class KeyPool {
   readonly #watchers = new Set<() => void>();
   #cursor = 0;
   #usable: number;
+  #lastMark: Mark = { requests: 0, tokens: 0 };
 
   constructor(upstream: string, keys: readonly Key[], options: PoolOptions = {}) {
     this.upstream = upstream;
@@ -122,7 +124,7 @@ export class KeyPool {
     if (chosen.probePending) chosen.probing = true;
     chosen.inflight++;
     chosen.stats.attempts++;
-    countRequest(chosen, demand, now);
+    this.#lastMark = countRequest(chosen, demand, now);
     return chosen;
   }
 
@@ -148,9 +150,17 @@ export class KeyPool {
     this.#changed();
   }
 
-  /** Records the upstream's rate-limit headers for this key and model. */
-  observe(s: KeyState, model: string, headers: HeaderBag, now: number): void {
-    if (observeHeaders(scopeOf(s.scopes, model), headers, now)) this.#changed();
+  /**
+   * Where the request just acquired stands in its scope's counts. Read it synchronously after `acquire`
+   * and hand it back to `observe` with that request's response.
+   */
+  get lastMark(): Mark {
+    return this.#lastMark;
+  }
+
+  /** Records the upstream's rate-limit headers for this key and model, reported for the request at `mark`. */
+  observe(s: KeyState, model: string, headers: HeaderBag, now: number, mark: Mark): void {
+    if (observeHeaders(scopeOf(s.scopes, model), headers, now, mark)) this.#changed();
   }
 
   streakOf(s: KeyState, model: string): number {

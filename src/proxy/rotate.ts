@@ -10,7 +10,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { KeypoolError } from '../errors.js';
 import { decide } from '../keys/cooldown.js';
-import type { Demand, KeyPool, KeyState } from '../keys/pool.js';
+import type { Demand, KeyPool, KeyState, Mark } from '../keys/pool.js';
 import type { WaitingRoom, WaitResult } from '../keys/waiting-room.js';
 import { readSnippet, type UpstreamResponse } from './forward.js';
 
@@ -103,15 +103,54 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     waitedMs: waited,
   });
 
-  const acquire = (exclude: ReadonlySet<KeyState> | undefined): KeyState | undefined =>
-    pool.acquire({ demand, now: clock.now(), exclude, avoidGroups: failedGroups, session: req.session });
+  // The mark is read in the same synchronous step as the acquire (the room calls this from its dispatch).
+  let mark: Mark = pool.lastMark;
+  const acquire = (exclude: ReadonlySet<KeyState> | undefined): KeyState | undefined => {
+    const s = pool.acquire({ demand, now: clock.now(), exclude, avoidGroups: failedGroups, session: req.session });
+    if (s !== undefined) mark = pool.lastMark;
+    return s;
+  };
   const acquireAny = (): KeyState | undefined => acquire(tried) ?? acquire(undefined);
+  const acquireUntried = (): KeyState | undefined => acquire(tried);
+  /** How long this request may still wait for a key; 0 when it may not, or when no key comes back in time. */
+  const waitBudget = (): number => {
+    const now = clock.now();
+    const limit = Math.min(retry.maxWaitMs - waited, deadline - now);
+    const next = pool.nextAvailableAt(demand, now);
+    // An event-bound wait (a free in-flight slot) has no known time, so it may wait up to the limit.
+    if (next === undefined || limit <= 0 || (Number.isFinite(next) && next - now > limit)) return 0;
+    return limit;
+  };
+  /** Waits in the room for a key: the key, undefined on timeout, or why it could not wait. */
+  const waitInRoom = async (tryAcquire: () => KeyState | undefined, limit: number): Promise<KeyState | undefined | 'full' | 'stopped'> => {
+    const t0 = clock.now();
+    req.onWait?.();
+    let result: WaitResult;
+    try {
+      result = await deps.room.wait({ client: req.client, demand, maxWaitMs: limit, signal, tryAcquire });
+    } catch {
+      return 'stopped';
+    }
+    waited += clock.now() - t0;
+    return result.kind === 'acquired' ? result.state : result.kind === 'full' ? 'full' : undefined;
+  };
 
   // Bounded: each pass either makes an attempt or spends a unit of budget.
   const maxPasses = pool.size + retry.maxRetries + 1;
   for (let pass = 0; pass < maxPasses; pass++) {
     if (signal.aborted) return stopped();
-    let state = chargeNext ? undefined : acquire(tried);
+    let state: KeyState | undefined;
+    let fairWait = 0;
+    if (attempts === 0 && deps.room.size > 0 && (fairWait = waitBudget()) > 0) {
+      // Others are already waiting: queue behind them (fairly) instead of taking a key that frees up in
+      // front of them. Free of budget: this request has not failed anything yet.
+      const got = await waitInRoom(acquireUntried, fairWait);
+      if (got === 'stopped') return stopped();
+      if (got === 'full') return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState, waitedMs: waited };
+      state = got;
+    } else if (!chargeNext) {
+      state = acquire(tried);
+    }
     if (state === undefined) {
       // The pool is exhausted for this request (or a server fault makes the next attempt cost anyway).
       if (pool.usable === 0 || retries >= retry.maxRetries) return fail();
@@ -129,26 +168,15 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       }
       state = acquireAny();
       if (state === undefined) {
-        const now = clock.now();
-        const next = pool.nextAvailableAt(demand, now);
-        const limit = Math.min(retry.maxWaitMs - waited, deadline - now);
-        // Fail fast when the earliest key is known to come back too late; an event-bound wait (a free
-        // in-flight slot) has no known time, so it waits up to the limit.
-        if (next === undefined || limit <= 0 || (Number.isFinite(next) && next - now > limit)) return fail();
+        // Fail fast, with Retry-After, when the earliest key is known to come back too late.
+        const limit = waitBudget();
+        if (limit === 0) return fail();
         retries++;
-        req.onWait?.();
-        let result: WaitResult;
-        try {
-          result = await deps.room.wait({ client: req.client, demand, maxWaitMs: limit, signal, tryAcquire: acquireAny });
-        } catch {
-          return stopped();
-        }
-        waited += clock.now() - now;
-        if (result.kind === 'full') {
-          return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState, waitedMs: waited };
-        }
-        if (result.kind === 'timeout') return fail();
-        state = result.state;
+        const got = await waitInRoom(acquireAny, limit);
+        if (got === 'stopped') return stopped();
+        if (got === 'full') return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState, waitedMs: waited };
+        if (got === undefined) return fail();
+        state = got;
       } else {
         retries++;
       }
@@ -167,7 +195,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       last = { kind: 'network', message: describeNetworkError(err) };
       continue;
     }
-    pool.observe(state, demand.model, res.headers, clock.now());
+    pool.observe(state, demand.model, res.headers, clock.now(), mark);
 
     if (!isFailureStatus(res.status)) {
       if (res.status < 300) pool.succeeded(state, demand.model);

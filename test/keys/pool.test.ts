@@ -15,6 +15,8 @@ function next(pool: KeyPool, now = 0, demand: Demand = ANY_MODEL, extra: Partial
   return s?.key.name;
 }
 const byName = (pool: KeyPool, name: string): KeyState => pool.states().find((s) => s.key.name === name)!;
+/** A report as of now: every request sent so far on the scope had been counted by the upstream. */
+const upToDate = (s: KeyState, model: string) => ({ requests: s.scopes.get(model)?.sent ?? 0, tokens: s.scopes.get(model)?.sentTokens ?? 0 });
 const make = (n: number, o: PoolOptions = {}, options: Partial<KeyOptions>[] = []) => new KeyPool('u', keys(n, options), o);
 
 describe('KeyPool basics', () => {
@@ -177,7 +179,7 @@ describe('header-driven admission', () => {
   });
   it('a key reported at 0 remaining requests is cooling until its reset, before any 429', () => {
     const pool = make(2);
-    pool.observe(byName(pool, 'k1'), 'gpt-4o', h(0), 0);
+    pool.observe(byName(pool, 'k1'), 'gpt-4o', h(0), 0, upToDate(byName(pool, 'k1'), 'gpt-4o'));
     expect([next(pool, 1, GPT4), next(pool, 1, GPT4)]).toEqual(['k2', 'k2']);
     expect(next(pool, 1, MINI)).toBe('k1');
     expect(next(pool, 999, GPT4, { exclude: new Set([byName(pool, 'k2')]) })).toBeUndefined();
@@ -185,9 +187,29 @@ describe('header-driven admission', () => {
   });
   it('requests sent since the report count against it', () => {
     const pool = make(1);
-    pool.observe(byName(pool, 'k1'), 'gpt-4o', h(2), 0);
+    pool.observe(byName(pool, 'k1'), 'gpt-4o', h(2), 0, upToDate(byName(pool, 'k1'), 'gpt-4o'));
     expect([next(pool, 1, GPT4), next(pool, 1, GPT4), next(pool, 1, GPT4)]).toEqual(['k1', 'k1', undefined]);
   });
+  it('a report older than the one held is ignored; after the reset the limit refills for one window', () => {
+    const pool = make(1);
+    const s = byName(pool, 'k1');
+    const a = pool.acquire({ demand: GPT4, now: 0 })!;
+    const markA = pool.lastMark;
+    const b = pool.acquire({ demand: GPT4, now: 0 })!;
+    const markB = pool.lastMark;
+    pool.end(a);
+    pool.end(b);
+    // b's report (newer) arrives first: 3 left after b, nothing sent since.
+    pool.observe(s, 'gpt-4o', h(3, '1s'), 10, markB);
+    // a's report is older and says 4 left: ignored.
+    pool.observe(s, 'gpt-4o', h(4, '1s'), 11, markA);
+    expect([next(pool, 20, GPT4), next(pool, 20, GPT4), next(pool, 20, GPT4), next(pool, 20, GPT4)]).toEqual(['k1', 'k1', 'k1', undefined]);
+    // At the reset the window is taken as refilled to the limit (10), not as unlimited.
+    const after = Array.from({ length: 11 }, () => next(pool, 1010, GPT4));
+    expect(after.filter((n) => n === 'k1')).toHaveLength(10);
+    expect(after[10]).toBeUndefined();
+  });
+
   it('token headroom is checked against the request estimate', () => {
     const pool = make(1);
     pool.observe(
@@ -195,6 +217,7 @@ describe('header-driven admission', () => {
       'gpt-4o',
       { 'x-ratelimit-limit-tokens': '1000', 'x-ratelimit-remaining-tokens': '150', 'x-ratelimit-reset-tokens': '6s' },
       0,
+      upToDate(byName(pool, 'k1'), 'gpt-4o'),
     );
     expect(next(pool, 1, { model: 'gpt-4o', tokens: 200 })).toBeUndefined();
     expect(pool.nextAvailableAt({ model: 'gpt-4o', tokens: 200 }, 1)).toBe(6000);
@@ -223,9 +246,9 @@ describe('strategies', () => {
   it('headroom prefers the key with the most limit left', () => {
     const pool = make(3, { strategy: 'headroom' });
     const rem = (n: number) => ({ 'x-ratelimit-limit-requests': '100', 'x-ratelimit-remaining-requests': String(n), 'x-ratelimit-reset-requests': '60s' });
-    pool.observe(byName(pool, 'k1'), 'gpt-4o', rem(10), 0);
-    pool.observe(byName(pool, 'k2'), 'gpt-4o', rem(80), 0);
-    pool.observe(byName(pool, 'k3'), 'gpt-4o', rem(40), 0);
+    pool.observe(byName(pool, 'k1'), 'gpt-4o', rem(10), 0, upToDate(byName(pool, 'k1'), 'gpt-4o'));
+    pool.observe(byName(pool, 'k2'), 'gpt-4o', rem(80), 0, upToDate(byName(pool, 'k2'), 'gpt-4o'));
+    pool.observe(byName(pool, 'k3'), 'gpt-4o', rem(40), 0, upToDate(byName(pool, 'k3'), 'gpt-4o'));
     expect(next(pool, 1, GPT4)).toBe('k2');
   });
 
