@@ -16,7 +16,7 @@ import {
   type Scope,
 } from './key-state.js';
 import type { HeaderBag } from './rate-limit-headers.js';
-import { STRATEGY, type Strategy, type StrategyName } from './strategies.js';
+import { STRATEGY, type ChoiceContext, type Strategy, type StrategyName } from './strategies.js';
 
 export type { CoolReason, Demand, DisableReason, KeyState, Mark } from './key-state.js';
 
@@ -49,7 +49,7 @@ export interface AcquireRequest {
   readonly session?: string | undefined;
 }
 
-const NONE: ReadonlySet<never> = new Set();
+const NO_REQUEST: AcquireRequest = Object.freeze({ demand: { model: '', tokens: 0 }, now: 0 });
 
 export class KeyPool {
   readonly upstream: string;
@@ -65,6 +65,21 @@ export class KeyPool {
   #cursor = 0;
   #usable: number;
   #lastMark: Mark = { requests: 0, tokens: 0 };
+  // One context serves every acquire (strategies run synchronously), so choosing a key allocates nothing.
+  #req: AcquireRequest = NO_REQUEST;
+  #avoiding = false;
+  readonly #eligible = (s: KeyState): boolean => {
+    const r = this.#req;
+    if (r.exclude?.has(s) === true) return false;
+    if (this.#avoiding && r.avoidGroups?.has(s.key.options.group ?? '') === true) return false;
+    return blockedUntil(s, r.demand, r.now, this.#groupOf(s)) === 0;
+  };
+  readonly #ctx: { start: number } & Omit<ChoiceContext, 'start'> = {
+    start: 0,
+    eligible: this.#eligible,
+    headroom: (s) => headroomOf(s, this.#req.demand, this.#req.now),
+    random: () => this.#random(),
+  };
 
   constructor(upstream: string, keys: readonly Key[], options: PoolOptions = {}) {
     this.upstream = upstream;
@@ -103,20 +118,21 @@ export class KeyPool {
    */
   acquire(req: AcquireRequest): KeyState | undefined {
     const { demand, now } = req;
-    const exclude = req.exclude ?? NONE;
-    const ok = (s: KeyState): boolean => !exclude.has(s) && blockedUntil(s, demand, now, this.#groupOf(s)) === 0;
+    this.#req = req;
+    this.#avoiding = req.avoidGroups !== undefined && req.avoidGroups.size > 0;
 
     let chosen: KeyState | undefined;
     const sticky = req.session !== undefined && this.#maxSessions > 0 ? this.#sessions.get(req.session) : undefined;
-    if (sticky !== undefined && ok(sticky)) chosen = sticky;
+    if (sticky !== undefined && this.#eligible(sticky)) chosen = sticky;
     if (chosen === undefined) {
-      const ctx = { start: this.#cursor, random: this.#random, headroom: (s: KeyState) => headroomOf(s, demand, now) };
-      const avoid = req.avoidGroups;
-      if (avoid !== undefined && avoid.size > 0) {
-        chosen = this.#strategy(this.#states, { ...ctx, eligible: (s) => !avoid.has(s.key.options.group ?? '') && ok(s) });
+      this.#ctx.start = this.#cursor;
+      chosen = this.#strategy(this.#states, this.#ctx);
+      if (chosen === undefined && this.#avoiding) {
+        this.#avoiding = false;
+        chosen = this.#strategy(this.#states, this.#ctx);
       }
-      chosen ??= this.#strategy(this.#states, { ...ctx, eligible: ok });
     }
+    this.#req = NO_REQUEST;
     if (chosen === undefined) return undefined;
 
     this.#cursor = (chosen.index + 1) % this.#states.length;

@@ -76,7 +76,8 @@ export function isFailureStatus(status: number): boolean {
 export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<RotateOutcome> {
   const { pool, clock, retry } = deps;
   const { signal, deadline } = req;
-  const tried = new Set<KeyState>();
+  // Allocated on the first failure: most requests never need it.
+  let tried: Set<KeyState> | undefined;
   let attempts = 0;
   let retries = 0;
   let waited = 0;
@@ -84,7 +85,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
   let chargeNext = false;
   let last: Failure | undefined;
   let lastState: KeyState | undefined;
-  const failedGroups = new Set<string>();
+  let failedGroups: Set<string> | undefined;
   const { demand } = req;
 
   const stopped = (): RotateOutcome => {
@@ -214,13 +215,13 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     switch (verdict.kind) {
       case 'rotate':
         pool.cool(state, demand.model, verdict.until, verdict.reason, now);
-        tried.add(state);
-        if (state.key.options.group !== undefined) failedGroups.add(state.key.options.group);
+        (tried ??= new Set()).add(state);
+        if (state.key.options.group !== undefined) (failedGroups ??= new Set()).add(state.key.options.group);
         last = { kind: 'limit', status: res.status, message };
         break;
       case 'disable':
         pool.disable(state, verdict.reason);
-        tried.add(state);
+        (tried ??= new Set()).add(state);
         last = { kind: 'auth', status: res.status, message };
         break;
       case 'retry':
