@@ -6,6 +6,7 @@ import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../../src/fake-upstream/server.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/wait.js';
 
 const KEYS = ['sk-fwd-key-one-aaaa', 'sk-fwd-key-two-bbbb'];
 
@@ -257,10 +258,3 @@ describe('cancellation', () => {
   });
 });
 
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

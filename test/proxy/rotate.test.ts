@@ -4,6 +4,7 @@ import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../../src/fake-upstream/server.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/wait.js';
 
 const KEYS = Array.from({ length: 10 }, (_, i) => `sk-test-key-${String(i + 1).padStart(2, '0')}`);
 const CHAT = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
@@ -236,10 +237,3 @@ describe('what each failure does to the key', () => {
 /** Lets pending I/O callbacks and microtasks run. */
 const settle = () => new Promise((r) => setTimeout(r, 20));
 
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

@@ -5,6 +5,7 @@ import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from '../../src/fake-upstream/server.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/wait.js';
 
 const KEYS = ['sk-sched-key-one-0001', 'sk-sched-key-two-0002', 'sk-sched-key-three-0003'];
 
@@ -162,10 +163,3 @@ describe('stream keep-alive', () => {
   });
 });
 
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
