@@ -63,10 +63,11 @@ type Outcome =
   | { readonly kind: 'aborted'; readonly attempts: number; readonly state: KeyState | undefined };
 
 type Failure =
-  | { readonly kind: 'limit'; readonly status: number; readonly message: string }
-  | { readonly kind: 'auth'; readonly status: number; readonly message: string }
-  | { readonly kind: 'server'; readonly status: number; readonly message: string }
-  | { readonly kind: 'network'; readonly message: string };
+  // The upstream's body is kept raw: it is only turned into a (scrubbed) message if the request fails.
+  | { readonly kind: 'limit'; readonly status: number; readonly body: string }
+  | { readonly kind: 'auth'; readonly status: number; readonly body: string }
+  | { readonly kind: 'server'; readonly status: number; readonly body: string }
+  | { readonly kind: 'network'; readonly reason: string };
 
 /** Statuses that may mean "another key, or another try, would do better". Others are delivered as they are. */
 export function isFailureStatus(status: number): boolean {
@@ -193,7 +194,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       if (signal.aborted) return stopped();
       faults++;
       chargeNext = true;
-      last = { kind: 'network', message: describeNetworkError(err) };
+      last = { kind: 'network', reason: describeNetworkError(err) };
       continue;
     }
     pool.observe(state, demand.model, res.headers, clock.now(), mark);
@@ -211,24 +212,23 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       { status: res.status, headers: res.headers, bodyText },
       { now, streak: pool.streakOf(state, demand.model) + 1, random: deps.random(), settings: deps.cooldown },
     );
-    const message = deps.scrub(upstreamMessage(bodyText));
     switch (verdict.kind) {
       case 'rotate':
         pool.cool(state, demand.model, verdict.until, verdict.reason, now);
         (tried ??= new Set()).add(state);
         if (state.key.options.group !== undefined) (failedGroups ??= new Set()).add(state.key.options.group);
-        last = { kind: 'limit', status: res.status, message };
+        last = { kind: 'limit', status: res.status, body: bodyText };
         break;
       case 'disable':
         pool.disable(state, verdict.reason);
         (tried ??= new Set()).add(state);
-        last = { kind: 'auth', status: res.status, message };
+        last = { kind: 'auth', status: res.status, body: bodyText };
         break;
       case 'retry':
         pool.serverError(state);
         faults++;
         chargeNext = true;
-        last = { kind: 'server', status: res.status, message };
+        last = { kind: 'server', status: res.status, body: bodyText };
         break;
       case 'deliver':
         // isFailureStatus and decide agree by construction; reaching here is a keypool bug.
@@ -254,7 +254,8 @@ function giveUp(deps: RotateDeps, demand: Demand, last: Failure | undefined, ret
       `All ${n} key(s) of upstream ${pool.upstream} are disabled (the upstream answered 401/403). Fix the keys and restart keypool.`,
     );
   }
-  const lastWords = last && last.kind !== 'network' && last.message !== '' ? ` Last upstream error: ${last.message}` : '';
+  const said = last && last.kind !== 'network' ? deps.scrub(upstreamMessage(last.body)) : '';
+  const lastWords = said !== '' ? ` Last upstream error: ${said}` : '';
   if (last?.kind === 'server') {
     return new KeypoolError(
       'keypool_upstream_error',
@@ -265,7 +266,7 @@ function giveUp(deps: RotateDeps, demand: Demand, last: Failure | undefined, ret
   if (last?.kind === 'network') {
     return new KeypoolError(
       'keypool_upstream_unreachable',
-      `Upstream ${pool.upstream} could not be reached (${last.message}) after ${retries} retries.`,
+      `Upstream ${pool.upstream} could not be reached (${last.reason}) after ${retries} retries.`,
     );
   }
   const { seconds, waitMs } = retryAfter(pool, demand, clock.now());
