@@ -3,6 +3,8 @@
 // the app and handles signals; everything else lives in the modules it calls.
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
+import { systemClock } from './clock.js';
+import { StateFile } from './state/state-file.js';
 import { loadConfigFile, type Config } from './config/load.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './logger.js';
@@ -85,6 +87,9 @@ async function serve(args: string[]): Promise<number> {
   const logger = createLogger(config.log.level);
   for (const w of warnings) logger.warn(w);
   const app = await buildApp({ config, logger });
+  const state = config.state.file
+    ? StateFile.open({ file: config.state.file, pools: app.pools, clock: systemClock, logger, flushDelayMs: config.state.flushDelayMs })
+    : undefined;
   await app.listen({ port, host });
   logger.info(
     { upstreams: config.upstreams.map((u) => ({ name: u.name, prefix: u.prefix, keys: u.keys.length })) },
@@ -96,16 +101,19 @@ async function serve(args: string[]): Promise<number> {
       logger.info({ signal }, 'shutting down');
       const force = setTimeout(() => {
         logger.warn('in-flight requests did not finish in time; exiting');
-        resolve();
+        void (state?.close() ?? Promise.resolve()).finally(resolve);
       }, SHUTDOWN_GRACE_MS);
       force.unref();
-      app.close().then(
-        () => resolve(),
-        (err: unknown) => {
-          logger.error({ err }, 'error while closing');
-          resolve();
-        },
-      );
+      app
+        .close()
+        .then(() => state?.close())
+        .then(
+          () => resolve(),
+          (err: unknown) => {
+            logger.error({ err }, 'error while closing');
+            resolve();
+          },
+        );
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -1,6 +1,6 @@
 // The built command line: check, serve and demo as a user runs them.
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -54,36 +54,79 @@ describe('keypool check', () => {
   });
 });
 
+/** Starts `keypool serve` on a free port; resolves with its URL once it listens. */
+async function serve(file: string) {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--config', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = '';
+    const t = setTimeout(() => reject(new Error(`no listen line: ${buf}`)), 10_000);
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(buf);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+  });
+  const stop = async () => {
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    return exited;
+  };
+  return { child, url, stop };
+}
+
 describe('keypool serve', () => {
   it('serves, answers /healthz, proxies, and stops on SIGTERM', async () => {
     const upstream = await startFakeUpstream();
     const file = tempConfig(`upstreams:\n  - name: t\n    baseUrl: ${upstream.url}/v1\n    keys: [sk-cli-serve-key-0001]\n`);
-    const child = spawn(process.execPath, [MAIN, 'serve', '--config', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const s = await serve(file);
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let buf = '';
-        const t = setTimeout(() => reject(new Error(`no listen line: ${buf}`)), 10_000);
-        child.stdout.on('data', (d: Buffer) => {
-          buf += d.toString();
-          const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(buf);
-          if (m) {
-            clearTimeout(t);
-            resolve(m[1]!);
-          }
-        });
-      });
-      const health = await request(`${url}/healthz`);
+      const health = await request(`${s.url}/healthz`);
       expect(health.statusCode).toBe(200);
       await health.body.dump();
-      const res = await request(`${url}/v1/models`);
+      const res = await request(`${s.url}/v1/models`);
       expect(res.statusCode).toBe(200);
       expect(res.headers['x-keypool-key']).toBe('t-1');
       await res.body.dump();
-      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
+      expect(await s.stop()).toBe(0);
     } finally {
-      child.kill('SIGKILL');
+      s.child.kill('SIGKILL');
+      await upstream.close();
+    }
+  });
+
+  it('remembers a cooling key across a restart through state.file', async () => {
+    const upstream = await startFakeUpstream();
+    const keys = ['sk-cli-state-key-0001', 'sk-cli-state-key-0002'];
+    upstream.setDefault(keys[0]!, { kind: 'rate_limit', style: 'retry-after', ms: 120_000 });
+    const dir = mkdtempSync(join(tmpdir(), 'kp-cli-state-'));
+    const file = tempConfig(
+      `state: { file: ${join(dir, 'state.json')} }\nupstreams:\n  - name: t\n    baseUrl: ${upstream.url}/v1\n    keys: [${keys.join(', ')}]\n`,
+    );
+    const first = await serve(file);
+    try {
+      const res = await request(`${first.url}/v1/models`);
+      await res.body.dump();
+      expect(res.headers['x-keypool-attempts']).toBe('2');
+      expect(await first.stop()).toBe(0);
+    } finally {
+      first.child.kill('SIGKILL');
+    }
+    upstream.reset();
+    const second = await serve(file);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await request(`${second.url}/v1/models`);
+        await res.body.dump();
+        expect(res.headers['x-keypool-key']).toBe('t-2');
+      }
+      expect(upstream.requests.map((r) => r.key)).toEqual([keys[1], keys[1], keys[1]]);
+      expect(readFileSync(join(dir, 'state.json'), 'utf8')).not.toContain('sk-cli-state');
+    } finally {
+      await second.stop();
+      second.child.kill('SIGKILL');
       await upstream.close();
     }
   });

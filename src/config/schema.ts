@@ -109,6 +109,17 @@ export const configSchema = z.strictObject({
       probeAfterMs: z.number().int().positive().default(60_000),
     })
     .prefault({}),
+  state: z
+    .strictObject({
+      /**
+       * File that keeps cooldowns, disabled keys and usage counters across restarts (no secrets: keys by
+       * name and fingerprint). Relative paths are from the working directory. Absent: memory only.
+       */
+      file: z.string().min(1).optional(),
+      /** A change is written at most this long after it happens. @default 1000 */
+      flushDelayMs: z.number().int().min(0).default(1_000),
+    })
+    .prefault({}),
   queue: z
     .strictObject({
       /** Requests that may wait for a key at once, per upstream; beyond it: 429. @default 1000 */

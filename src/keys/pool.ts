@@ -16,6 +16,7 @@ import {
   type Scope,
 } from './key-state.js';
 import type { HeaderBag } from './rate-limit-headers.js';
+import { restoreKey, restoreScopes, snapshotKey, snapshotScopes, type PoolSnapshot } from './pool-snapshot.js';
 import { STRATEGY, type ChoiceContext, type Strategy, type StrategyName } from './strategies.js';
 
 export type { CoolReason, Demand, DisableReason, KeyState, Mark } from './key-state.js';
@@ -240,6 +241,32 @@ export class KeyPool {
       const oldest = this.#sessions.keys().next();
       if (!oldest.done) this.#sessions.delete(oldest.value);
     }
+  }
+
+  /** The state worth keeping across a restart (no secrets: keys by fingerprint). */
+  snapshot(now: number): PoolSnapshot {
+    const keys: PoolSnapshot['keys'] = {};
+    for (const s of this.#states) keys[s.key.fingerprint] = snapshotKey(s, now);
+    let groups: PoolSnapshot['groups'];
+    for (const [name, scopes] of this.#groups) {
+      const snap = snapshotScopes(scopes, now);
+      if (snap) (groups ??= {})[name] = snap;
+    }
+    return { keys, groups };
+  }
+
+  /** Merges a snapshot in: keys no longer configured are ignored; cooldowns only ever extend. */
+  restore(snap: PoolSnapshot, now: number): void {
+    const byFingerprint = new Map(this.#states.map((s) => [s.key.fingerprint, s] as const));
+    for (const [fp, k] of Object.entries(snap.keys)) {
+      const s = byFingerprint.get(fp);
+      if (s !== undefined && restoreKey(s, k, now)) this.#usable--;
+    }
+    for (const [name, scopes] of Object.entries(snap.groups ?? {})) {
+      const g = this.#groups.get(name);
+      if (g !== undefined) restoreScopes(g, scopes, now);
+    }
+    this.#changed();
   }
 
   #changed(): void {

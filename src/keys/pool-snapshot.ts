@@ -1,0 +1,74 @@
+// What of a pool's state is worth keeping across a restart, as plain JSON-able data: cooldowns (per
+// model and key-wide), disabled keys, failure streaks and usage counters. Keys are identified by
+// fingerprint, never by secret. Pure: `now` decides what has already expired.
+import type { DisableReason, KeyState, KeyStats, Scope } from './key-state.js';
+import { scopeOf } from './key-state.js';
+
+export interface ScopeSnapshot {
+  cooldownUntil: number;
+  streak: number;
+}
+
+export interface KeySnapshot {
+  /** For people reading the file; matching is by fingerprint. */
+  name: string;
+  disabled?: DisableReason | undefined;
+  creditUntil?: number | undefined;
+  scopes?: Record<string, ScopeSnapshot> | undefined;
+  stats: KeyStats;
+}
+
+export interface PoolSnapshot {
+  /** By key fingerprint. */
+  keys: Record<string, KeySnapshot>;
+  /** By group name, then model. */
+  groups?: Record<string, Record<string, ScopeSnapshot>> | undefined;
+}
+
+export function snapshotScopes(scopes: ReadonlyMap<string, Scope>, now: number): Record<string, ScopeSnapshot> | undefined {
+  let out: Record<string, ScopeSnapshot> | undefined;
+  for (const [model, sc] of scopes) {
+    if (sc.cooldownUntil <= now && sc.streak === 0) continue;
+    (out ??= {})[model] = { cooldownUntil: sc.cooldownUntil > now ? sc.cooldownUntil : 0, streak: sc.streak };
+  }
+  return out;
+}
+
+export function snapshotKey(s: KeyState, now: number): KeySnapshot {
+  return {
+    name: s.key.name,
+    disabled: s.disabled,
+    creditUntil: s.creditUntil > now ? s.creditUntil : undefined,
+    scopes: snapshotScopes(s.scopes, now),
+    stats: { ...s.stats },
+  };
+}
+
+/** Applies saved scopes: cooldowns only ever extend, streaks take the larger. */
+export function restoreScopes(scopes: Map<string, Scope>, saved: Record<string, ScopeSnapshot> | undefined, now: number): void {
+  for (const [model, snap] of Object.entries(saved ?? {})) {
+    const sc = scopeOf(scopes, model);
+    if (snap.cooldownUntil > now && snap.cooldownUntil > sc.cooldownUntil) {
+      sc.cooldownUntil = snap.cooldownUntil;
+      sc.reason = 'rate_limited';
+    }
+    sc.streak = Math.max(sc.streak, snap.streak);
+  }
+}
+
+/** Applies a saved key; returns whether it disabled the key. */
+export function restoreKey(s: KeyState, snap: KeySnapshot, now: number): boolean {
+  if (snap.creditUntil !== undefined && snap.creditUntil > now) s.creditUntil = Math.max(s.creditUntil, snap.creditUntil);
+  restoreScopes(s.scopes, snap.scopes, now);
+  const st = s.stats;
+  st.attempts += snap.stats.attempts;
+  st.successes += snap.stats.successes;
+  st.rateLimited += snap.stats.rateLimited;
+  st.outOfCredit += snap.stats.outOfCredit;
+  st.serverErrors += snap.stats.serverErrors;
+  if (snap.disabled !== undefined && s.disabled === undefined) {
+    s.disabled = snap.disabled;
+    return true;
+  }
+  return false;
+}
