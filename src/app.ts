@@ -9,6 +9,8 @@ import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
 import { createForwarder } from './proxy/forward.js';
 import { registerProxy, type UpstreamRuntime } from './proxy/plugin.js';
 import { WaitingRoom } from './keys/waiting-room.js';
+import { Replication } from './state/replication.js';
+import type { SharedStore } from './state/shared-store.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -26,8 +28,10 @@ export interface AppDeps {
   readonly clock?: Clock;
   /** Source of jitter. @default Math.random */
   readonly random?: () => number;
-  /** Told of every cooldown, disable and success, e.g. for the demo's live output. */
+  /** Told of every cooldown and disable, e.g. for the demo's live output. */
   readonly onPoolEvent?: PoolListener;
+  /** Shares cooldowns and disabled keys with other replicas. The app closes it when it closes. */
+  readonly sharedStore?: SharedStore;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -44,8 +48,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
   });
 
+  let replication: Replication | undefined;
   const listener = (event: PoolEvent): void => {
     logPoolEvent(logger, event, clock.now());
+    replication?.local(event);
     deps.onPoolEvent?.(event);
   };
   const runtimes = new Map<string, UpstreamRuntime>();
@@ -61,6 +67,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   app.decorate('pools', new Map([...runtimes].map(([name, r]) => [name, r.pool] as const)));
   app.decorate('rooms', new Map([...runtimes].map(([name, r]) => [name, r.room] as const)));
+
+  const store = deps.sharedStore;
+  if (store) {
+    replication = new Replication(app.pools, store, clock, logger);
+    const sync = replication;
+    app.addHook('onReady', async () => sync.sync());
+    app.addHook('onClose', async () => store.close());
+  }
 
   const forwarder = createForwarder({ connectTimeoutMs: config.retry.connectTimeoutMs });
   app.addHook('onClose', async () => forwarder.close());
@@ -79,7 +93,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.code(error.status).send(error.toBody());
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  // Still 200 when the shared store is away: requests are served from local state meanwhile.
+  app.get('/healthz', async () => (store ? { status: 'ok', sharedState: store.healthy ? 'ok' : 'degraded' } : { status: 'ok' }));
   registerProxy(app, { config, runtimes, forwarder, clock, random });
   return app;
 }

@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
 import { systemClock } from './clock.js';
+import { RedisStore } from './state/redis-store.js';
 import { StateFile } from './state/state-file.js';
 import { loadConfigFile, type Config } from './config/load.js';
 import { ConfigError } from './errors.js';
@@ -86,7 +87,9 @@ async function serve(args: string[]): Promise<number> {
 
   const logger = createLogger(config.log.level);
   for (const w of warnings) logger.warn(w);
-  const app = await buildApp({ config, logger });
+  const sharedStore = config.state.redis ? new RedisStore({ ...config.state.redis, logger }) : undefined;
+  await sharedStore?.connect();
+  const app = await buildApp({ config, logger, sharedStore });
   const state = config.state.file
     ? StateFile.open({ file: config.state.file, pools: app.pools, clock: systemClock, logger, flushDelayMs: config.state.flushDelayMs })
     : undefined;

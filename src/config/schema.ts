@@ -118,6 +118,14 @@ export const configSchema = z.strictObject({
       file: z.string().min(1).optional(),
       /** A change is written at most this long after it happens. @default 1000 */
       flushDelayMs: z.number().int().min(0).default(1_000),
+      /** Share cooldowns and disabled keys between replicas through Redis. Absent: each process alone. */
+      redis: z
+        .strictObject({
+          url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
+          /** Prefix of every key and channel keypool uses. @default "keypool:" */
+          prefix: z.string().default('keypool:'),
+        })
+        .optional(),
     })
     .prefault({}),
   queue: z

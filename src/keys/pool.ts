@@ -22,8 +22,13 @@ import { STRATEGY, type ChoiceContext, type Strategy, type StrategyName } from '
 export type { CoolReason, Demand, DisableReason, KeyState, Mark } from './key-state.js';
 
 export type PoolEvent =
-  | { type: 'cooldown'; upstream: string; key: string; model: string; reason: CoolReason; until: number; extended: boolean }
-  | { type: 'disabled'; upstream: string; key: string; reason: DisableReason };
+  | { type: 'cooldown'; upstream: string; key: string; fingerprint: string; model: string; reason: CoolReason; until: number; extended: boolean }
+  | { type: 'disabled'; upstream: string; key: string; fingerprint: string; reason: DisableReason };
+
+/** A fact about a key learnt elsewhere (another replica, via the shared store). */
+export type SharedFact =
+  | { kind: 'cooldown'; fingerprint: string; model: string; reason: CoolReason; until: number }
+  | { kind: 'disabled'; fingerprint: string; reason: DisableReason };
 
 export type PoolListener = (event: PoolEvent) => void;
 
@@ -63,6 +68,7 @@ export class KeyPool {
   readonly #sessions = new Map<string, KeyState>();
   readonly #maxSessions: number;
   readonly #watchers = new Set<() => void>();
+  readonly #byFingerprint: ReadonlyMap<string, KeyState>;
   #cursor = 0;
   #usable: number;
   #lastMark: Mark = { requests: 0, tokens: 0 };
@@ -91,6 +97,7 @@ export class KeyPool {
     this.#maxSessions = options.maxSessions ?? 0;
     this.#listener = options.listener;
     this.#usable = this.#states.length;
+    this.#byFingerprint = new Map(this.#states.map((s) => [s.key.fingerprint, s] as const));
     for (const k of keys) if (k.options.group !== undefined) this.#groups.set(k.options.group, new Map());
   }
 
@@ -213,15 +220,66 @@ export class KeyPool {
       if (group) extend(scopeOf(group, ''), until, reason);
     }
     if (until - now >= this.#probeAfterMs) s.probePending = true;
-    this.#listener?.({ type: 'cooldown', upstream: this.upstream, key: s.key.name, model, reason, until, extended });
+    this.#listener?.({
+      type: 'cooldown',
+      upstream: this.upstream,
+      key: s.key.name,
+      fingerprint: s.key.fingerprint,
+      model,
+      reason,
+      until,
+      extended,
+    });
   }
 
   disable(s: KeyState, reason: DisableReason): void {
     if (s.disabled !== undefined) return;
     s.disabled = reason;
     this.#usable--;
-    this.#listener?.({ type: 'disabled', upstream: this.upstream, key: s.key.name, reason });
+    this.#listener?.({ type: 'disabled', upstream: this.upstream, key: s.key.name, fingerprint: s.key.fingerprint, reason });
     this.#changed();
+  }
+
+  /**
+   * Applies what another replica learnt. Extends cooldowns and disables keys like `cool` / `disable`, but
+   * counts nothing and tells no listener: the fact is not news to pass on again. Returns the key's name
+   * when the fact concerned a key of this pool.
+   */
+  applyShared(f: SharedFact, now: number): string | undefined {
+    const s = this.#byFingerprint.get(f.fingerprint);
+    if (s === undefined) return undefined;
+    if (f.kind === 'disabled') {
+      if (s.disabled === undefined) {
+        s.disabled = f.reason;
+        this.#usable--;
+      }
+    } else if (f.until > now) {
+      const group = this.#groupOf(s);
+      if (f.reason === 'rate_limited') {
+        extend(scopeOf(s.scopes, f.model), f.until, f.reason);
+        if (group) extend(scopeOf(group, f.model), f.until, f.reason);
+      } else {
+        s.creditUntil = Math.max(s.creditUntil, f.until);
+        if (group) extend(scopeOf(group, ''), f.until, f.reason);
+      }
+      if (f.until - now >= this.#probeAfterMs) s.probePending = true;
+    }
+    this.#changed();
+    return s.key.name;
+  }
+
+  /** Facts worth sharing that hold now: active cooldowns and disabled keys (for a resync). */
+  sharedFacts(now: number): SharedFact[] {
+    const out: SharedFact[] = [];
+    for (const s of this.#states) {
+      const fingerprint = s.key.fingerprint;
+      if (s.disabled !== undefined) out.push({ kind: 'disabled', fingerprint, reason: s.disabled });
+      if (s.creditUntil > now) out.push({ kind: 'cooldown', fingerprint, model: '', reason: 'out_of_credit', until: s.creditUntil });
+      for (const [model, sc] of s.scopes) {
+        if (sc.cooldownUntil > now) out.push({ kind: 'cooldown', fingerprint, model, reason: 'rate_limited', until: sc.cooldownUntil });
+      }
+    }
+    return out;
   }
 
   serverError(s: KeyState): void {
@@ -257,9 +315,8 @@ export class KeyPool {
 
   /** Merges a snapshot in: keys no longer configured are ignored; cooldowns only ever extend. */
   restore(snap: PoolSnapshot, now: number): void {
-    const byFingerprint = new Map(this.#states.map((s) => [s.key.fingerprint, s] as const));
     for (const [fp, k] of Object.entries(snap.keys)) {
-      const s = byFingerprint.get(fp);
+      const s = this.#byFingerprint.get(fp);
       if (s !== undefined && restoreKey(s, k, now)) this.#usable--;
     }
     for (const [name, scopes] of Object.entries(snap.groups ?? {})) {

@@ -1,0 +1,51 @@
+// Ties a replica's pools to the shared store: local cooldowns and disables go out as they happen, facts
+// from other replicas come in and are applied at once, and everything is reloaded at start and after the
+// store comes back from an outage.
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { KeyPool, PoolEvent } from '../keys/pool.js';
+import type { SharedStore, StoredFact } from './shared-store.js';
+
+export class Replication {
+  readonly #pools: ReadonlyMap<string, KeyPool>;
+  readonly #store: SharedStore;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+
+  constructor(pools: ReadonlyMap<string, KeyPool>, store: SharedStore, clock: Clock, logger: Logger) {
+    this.#pools = pools;
+    this.#store = store;
+    this.#clock = clock;
+    this.#logger = logger;
+    store.subscribe((f) => this.#apply(f, true));
+    store.onReconnect(() => void this.sync());
+  }
+
+  /** A local pool event: share what other replicas must respect. */
+  local(e: PoolEvent): void {
+    if (e.type === 'cooldown') {
+      if (!e.extended) return;
+      void this.#store.publish({ upstream: e.upstream, kind: 'cooldown', fingerprint: e.fingerprint, model: e.model, reason: e.reason, until: e.until });
+    } else {
+      void this.#store.publish({ upstream: e.upstream, kind: 'disabled', fingerprint: e.fingerprint, reason: e.reason });
+    }
+  }
+
+  /** Pushes what this replica knows and pulls what the others know (start-up, and after an outage). */
+  async sync(): Promise<void> {
+    const now = this.#clock.now();
+    const mine: Promise<void>[] = [];
+    for (const [upstream, pool] of this.#pools) {
+      for (const f of pool.sharedFacts(now)) mine.push(this.#store.publish({ ...f, upstream }));
+    }
+    await Promise.all(mine);
+    for (const f of await this.#store.load()) this.#apply(f, false);
+  }
+
+  #apply(f: StoredFact, live: boolean): void {
+    const name = this.#pools.get(f.upstream)?.applyShared(f, this.#clock.now());
+    if (name !== undefined && live) {
+      this.#logger.debug({ upstream: f.upstream, key: name, fact: f.kind, model: f.kind === 'cooldown' ? f.model : undefined }, 'applied a fact from another replica');
+    }
+  }
+}
