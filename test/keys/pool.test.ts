@@ -83,7 +83,9 @@ describe('KeyPool basics', () => {
     const pool = make(1, { listener: (e) => events.push(e) });
     pool.disable(byName(pool, 'k1'), 'unauthorized');
     pool.disable(byName(pool, 'k1'), 'unauthorized');
-    expect(events).toEqual([{ type: 'disabled', upstream: 'u', key: 'k1', reason: 'unauthorized' }]);
+    expect(events).toEqual([
+      { type: 'disabled', upstream: 'u', key: 'k1', fingerprint: byName(pool, 'k1').key.fingerprint, reason: 'unauthorized' },
+    ]);
     expect(JSON.stringify(events)).not.toContain('secret-1');
   });
 
