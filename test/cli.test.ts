@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startFakeUpstream } from '../src/fake-upstream/server.js';
+import { serve } from './helpers/serve.js';
 
 const run = promisify(execFile);
 const MAIN = 'dist/src/main.js';
@@ -53,29 +54,6 @@ describe('keypool check', () => {
     expect(r.code).toBe(0);
   });
 });
-
-/** Starts `keypool serve` on a free port; resolves with its URL once it listens. */
-async function serve(file: string) {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--config', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    const t = setTimeout(() => reject(new Error(`no listen line: ${buf}`)), 10_000);
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(buf);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-  });
-  const stop = async () => {
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    child.kill('SIGTERM');
-    return exited;
-  };
-  return { child, url, stop };
-}
 
 describe('keypool serve', () => {
   it('serves, answers /healthz, proxies, and stops on SIGTERM', async () => {

@@ -1,0 +1,136 @@
+// Several keypool processes sharing one Redis and one fake upstream, as a team would run them.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { startFakeUpstream, type FakeUpstream } from '../../src/fake-upstream/server.js';
+import { redisAvailable, startRedis, type TestRedis } from '../helpers/redis.js';
+import { serve } from '../helpers/serve.js';
+import { waitFor } from '../helpers/wait.js';
+
+const KEYS = ['sk-replica-key-one-00001', 'sk-replica-key-two-00002', 'sk-replica-key-three-003'];
+const available = redisAvailable();
+
+let redis: TestRedis;
+let upstream: FakeUpstream;
+const running: Awaited<ReturnType<typeof serve>>[] = [];
+const extraRedis: TestRedis[] = [];
+
+beforeAll(async () => {
+  if (!available) return;
+  redis = await startRedis();
+  upstream = await startFakeUpstream();
+});
+afterEach(async () => {
+  for (const r of running.splice(0)) {
+    await r.stop();
+    r.child.kill('SIGKILL');
+  }
+  for (const r of extraRedis.splice(0)) await r.kill();
+  upstream?.reset();
+  for (const k of KEYS) upstream?.setDefault(k, { kind: 'ok' });
+});
+afterAll(async () => {
+  await upstream?.close();
+  await redis?.kill();
+});
+
+function configFor(redisUrl: string, prefix = `r${Math.random().toString(36).slice(2)}:`): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kp-replicas-'));
+  const file = join(dir, 'keypool.yaml');
+  writeFileSync(
+    file,
+    [
+      'log: { level: info }',
+      `state: { redis: { url: "${redisUrl}", prefix: "${prefix}" } }`,
+      'upstreams:',
+      '  - name: openai',
+      `    baseUrl: ${upstream.url}/v1`,
+      `    keys: [${KEYS.join(', ')}]`,
+      'retry: { maxWaitMs: 0, serverErrorBackoffMs: 0 }',
+      '',
+    ].join('\n'),
+  );
+  return file;
+}
+
+async function replica(file: string) {
+  const r = await serve(file);
+  running.push(r);
+  await waitFor(() => r.output().includes('redis connected'));
+  return r;
+}
+
+async function get(base: string) {
+  const res = await request(`${base}/v1/models`);
+  await res.body.dump();
+  return { status: res.statusCode, key: String(res.headers['x-keypool-key']), attempts: Number(res.headers['x-keypool-attempts']) };
+}
+
+const sentWith = (key: string) => upstream.requests.filter((r) => r.key === key).length;
+
+describe.skipIf(!available)('replicas sharing Redis', () => {
+  it('a cooldown one replica sees is respected by the others within 50 ms, and by a restarted replica', async () => {
+    const file = configFor(redis.url);
+    const a = await replica(file);
+    const b = await replica(file);
+    upstream.setDefault(KEYS[0]!, { kind: 'rate_limit', style: 'retry-after', ms: 60_000 });
+    const first = await get(a.url);
+    expect(first).toMatchObject({ status: 200, attempts: 2 });
+    expect(sentWith(KEYS[0]!)).toBe(1);
+    await sleep(50);
+    for (let i = 0; i < 6; i++) expect((await get(b.url)).status).toBe(200);
+    expect(sentWith(KEYS[0]!)).toBe(1);
+
+    // A replica that starts later loads the shared state before it serves.
+    const c = await replica(file);
+    for (let i = 0; i < 3; i++) expect((await get(c.url)).key).not.toBe('openai-1');
+    expect(sentWith(KEYS[0]!)).toBe(1);
+  });
+
+  it('round robin spreads evenly over the keys across replicas', async () => {
+    const file = configFor(redis.url);
+    const a = await replica(file);
+    const b = await replica(file);
+    for (let i = 0; i < 30; i++) expect((await get(i % 2 === 0 ? a.url : b.url)).status).toBe(200);
+    for (const k of KEYS) {
+      expect(sentWith(k)).toBeGreaterThanOrEqual(8);
+      expect(sentWith(k)).toBeLessThanOrEqual(12);
+    }
+  });
+
+  it('losing Redis loses no request; it shows in /healthz; when Redis returns the replicas resync', async () => {
+    const own = await startRedis();
+    extraRedis.push(own);
+    const file = configFor(own.url);
+    const a = await replica(file);
+    const b = await replica(file);
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push((await get(i % 2 ? a.url : b.url)).status);
+    await own.kill();
+    for (let i = 0; i < 10; i++) statuses.push((await get(i % 2 ? a.url : b.url)).status);
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    expect(statuses).toHaveLength(20);
+    const health = async (url: string) => (await (await request(`${url}/healthz`)).body.json()) as { sharedState: string };
+    expect((await health(a.url)).sharedState).toBe('degraded');
+    expect(a.output()).toContain('redis unreachable; serving from local state');
+
+    // Learnt during the outage, by replica a only.
+    upstream.setDefault(KEYS[1]!, { kind: 'rate_limit', style: 'retry-after', ms: 60_000 });
+    for (let i = 0; i < 3; i++) await get(a.url);
+    const learnt = sentWith(KEYS[1]!);
+    expect(learnt).toBeGreaterThanOrEqual(1);
+
+    const back = await startRedis(own.port);
+    extraRedis.push(back);
+    await waitFor(() => a.output().includes('redis is back; resyncing'), 10_000);
+    await waitFor(() => b.output().includes('redis is back; resyncing'), 10_000);
+    // A new replica learns from Redis what replica a learnt while Redis was away.
+    const c = await replica(file);
+    for (let i = 0; i < 4; i++) expect((await get(c.url)).key).not.toBe('openai-2');
+    expect(sentWith(KEYS[1]!)).toBe(learnt);
+    expect((await health(c.url)).sharedState).toBe('ok');
+  });
+});
