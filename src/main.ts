@@ -4,8 +4,6 @@
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.js';
 import { systemClock } from './clock.js';
-import { RedisStore } from './state/redis-store.js';
-import { StateFile } from './state/state-file.js';
 import { loadConfigFile, type Config } from './config/load.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './logger.js';
@@ -87,11 +85,14 @@ async function serve(args: string[]): Promise<number> {
 
   const logger = createLogger(config.log.level);
   for (const w of warnings) logger.warn(w);
-  const sharedStore = config.state.redis ? new RedisStore({ ...config.state.redis, logger }) : undefined;
+  // Loaded only when configured: ioredis alone adds megabytes to every process that never uses it.
+  const sharedStore = config.state.redis
+    ? new (await import('./state/redis-store.js')).RedisStore({ ...config.state.redis, logger })
+    : undefined;
   await sharedStore?.connect();
   const app = await buildApp({ config, logger, sharedStore });
   const state = config.state.file
-    ? StateFile.open({ file: config.state.file, pools: app.pools, clock: systemClock, logger, flushDelayMs: config.state.flushDelayMs })
+    ? (await import('./state/state-file.js')).StateFile.open({ file: config.state.file, pools: app.pools, clock: systemClock, logger, flushDelayMs: config.state.flushDelayMs })
     : undefined;
   await app.listen({ port, host });
   logger.info(
