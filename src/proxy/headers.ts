@@ -57,13 +57,18 @@ export function upstreamRequestHeaders(client: IncomingHttpHeaders): Record<stri
   return out;
 }
 
-/** Adds the pool key in the upstream's auth header: `Bearer <key>` for authorization, bare otherwise. */
-export function withKey(
-  base: Record<string, string | string[]>,
+/**
+ * Puts the pool key in the upstream's auth header, `Bearer <key>` for authorization and bare otherwise,
+ * on the request's own header object. Writing in place, not copying, is safe: undici serialises the
+ * headers when an attempt is dispatched, and attempts of one request never overlap.
+ */
+export function setKey(
+  headers: Record<string, string | string[]>,
   authHeader: string,
   secret: string,
 ): Record<string, string | string[]> {
-  return { ...base, [authHeader]: authHeader === 'authorization' ? `Bearer ${secret}` : secret };
+  headers[authHeader] = authHeader === 'authorization' ? `Bearer ${secret}` : secret;
+  return headers;
 }
 
 /** The upstream's response headers as the client should see them. */

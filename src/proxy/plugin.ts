@@ -10,7 +10,7 @@ import type { KeyPool, KeyState } from '../keys/pool.js';
 import { createScrubber } from '../keys/scrub.js';
 import type { WaitingRoom } from '../keys/waiting-room.js';
 import { pipeBody, readSnippet, type Forwarder } from './forward.js';
-import { clientResponseHeaders, upstreamRequestHeaders, withKey } from './headers.js';
+import { clientResponseHeaders, setKey, upstreamRequestHeaders } from './headers.js';
 import { StreamKeepAlive } from './keep-alive.js';
 import { requestInfo } from './request-info.js';
 import { RequestAborted, rotate, type RotateDeps } from './rotate.js';
@@ -115,7 +115,7 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
         : undefined,
       send: (state, signal) =>
         forwarder.send(
-          { origin: upstream.origin, path, method, headers: withKey(baseHeaders, upstream.authHeader, state.key.reveal()), body },
+          { origin: upstream.origin, path, method, headers: setKey(baseHeaders, upstream.authHeader, state.key.reveal()), body },
           signal,
         ),
     });

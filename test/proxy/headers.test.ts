@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clientResponseHeaders, upstreamRequestHeaders, withKey } from '../../src/proxy/headers.js';
+import { clientResponseHeaders, setKey, upstreamRequestHeaders } from '../../src/proxy/headers.js';
 import { upstreamPath } from '../../src/proxy/plugin.js';
 
 describe('upstreamRequestHeaders', () => {
@@ -26,8 +26,11 @@ describe('upstreamRequestHeaders', () => {
     expect(out).toEqual({ 'content-type': 'application/json', 'user-agent': 'OpenAI/JS 6' });
   });
   it('injects the key as a bearer token or a bare header', () => {
-    expect(withKey({ a: '1' }, 'authorization', 'sk-1')).toEqual({ a: '1', authorization: 'Bearer sk-1' });
-    expect(withKey({}, 'x-api-key', 'sk-ant')).toEqual({ 'x-api-key': 'sk-ant' });
+    const h: Record<string, string> = { a: '1' };
+    expect(setKey(h, 'authorization', 'sk-1')).toEqual({ a: '1', authorization: 'Bearer sk-1' });
+    // The next attempt replaces the key, it does not add a second one.
+    expect(setKey(h, 'authorization', 'sk-2')).toEqual({ a: '1', authorization: 'Bearer sk-2' });
+    expect(setKey({}, 'x-api-key', 'sk-ant')).toEqual({ 'x-api-key': 'sk-ant' });
   });
 });
 
