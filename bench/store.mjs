@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
@@ -30,7 +31,7 @@ async function main() {
   /** @type {string[]} */
   const rows = [];
   try {
-    await waitForRedis(redis);
+    await waitForRedis(redis, redisPort);
     for (const mode of ['plain', 'rotating']) {
       const keys = Array.from({ length: KEYS }, (_, i) => `sk-store-${mode}-${i}`);
       const behaviours = Object.fromEntries(
@@ -106,15 +107,25 @@ async function main() {
   process.stdout.write(`${table}\n`);
 }
 
-/** @param {Redis} redis */
-async function waitForRedis(redis) {
+/**
+ * Waits until redis-server accepts connections, then connects the client once.
+ * @param {Redis} redis
+ * @param {number} port
+ */
+async function waitForRedis(redis, port) {
   for (let i = 0; i < 50; i++) {
-    try {
+    const open = await new Promise((resolve) => {
+      const s = connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (open) {
       await redis.connect();
       return;
-    } catch {
-      await sleep(100);
     }
+    await sleep(100);
   }
   throw new Error('redis-server did not start (is it installed? apt-get install redis-server)');
 }
