@@ -10,7 +10,7 @@ import { createForwarder } from './proxy/forward.js';
 import { registerProxy, type UpstreamRuntime } from './proxy/plugin.js';
 import { WaitingRoom } from './keys/waiting-room.js';
 import { Replication } from './state/replication.js';
-import type { SharedStore } from './state/shared-store.js';
+import type { StateStore } from './state/store.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -30,8 +30,11 @@ export interface AppDeps {
   readonly random?: () => number;
   /** Told of every cooldown and disable, e.g. for the demo's live output. */
   readonly onPoolEvent?: PoolListener;
-  /** Shares cooldowns and disabled keys with other replicas. The app closes it when it closes. */
-  readonly sharedStore?: SharedStore;
+  /**
+   * The state shared with other replicas (facts, slots, windows, buckets, usage). Absent: this process's
+   * pools are the whole truth. The app closes it when it closes.
+   */
+  readonly store?: StateStore;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -54,6 +57,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     replication?.local(event);
     deps.onPoolEvent?.(event);
   };
+  const store = deps.store;
   const runtimes = new Map<string, UpstreamRuntime>();
   for (const u of config.upstreams) {
     const pool = new KeyPool(u.name, u.keys, {
@@ -62,13 +66,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       probeAfterMs: config.cooldown.probeAfterMs,
       maxSessions: u.sticky?.maxSessions ?? 0,
       listener,
+      ledger: store,
     });
     runtimes.set(u.name, { pool, room: new WaitingRoom(pool, clock, config.queue.maxSize) });
   }
   app.decorate('pools', new Map([...runtimes].map(([name, r]) => [name, r.pool] as const)));
   app.decorate('rooms', new Map([...runtimes].map(([name, r]) => [name, r.room] as const)));
 
-  const store = deps.sharedStore;
   if (store) {
     replication = new Replication(app.pools, store, clock, logger);
     const sync = replication;

@@ -86,11 +86,11 @@ async function serve(args: string[]): Promise<number> {
   const logger = createLogger(config.log.level);
   for (const w of warnings) logger.warn(w);
   // Loaded only when configured: ioredis alone adds megabytes to every process that never uses it.
-  const sharedStore = config.state.redis
+  const store = config.state.redis
     ? new (await import('./state/redis-store.js')).RedisStore({ ...config.state.redis, logger })
     : undefined;
-  await sharedStore?.connect();
-  const app = await buildApp({ config, logger, sharedStore });
+  await store?.connect();
+  const app = await buildApp({ config, logger, store });
   const state = config.state.file
     ? (await import('./state/state-file.js')).StateFile.open({ file: config.state.file, pools: app.pools, clock: systemClock, logger, flushDelayMs: config.state.flushDelayMs })
     : undefined;

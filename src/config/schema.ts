@@ -118,12 +118,21 @@ export const configSchema = z.strictObject({
       file: z.string().min(1).optional(),
       /** A change is written at most this long after it happens. @default 1000 */
       flushDelayMs: z.number().int().min(0).default(1_000),
-      /** Share cooldowns and disabled keys between replicas through Redis. Absent: each process alone. */
+      /**
+       * Share pool state between replicas through Redis: cooldowns, disabled keys, in-flight slots,
+       * rpm/tpm windows, the upstream's rate-limit buckets, round-robin order, usage counters.
+       * Absent: each process alone.
+       */
       redis: z
         .strictObject({
           url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
           /** Prefix of every key and channel keypool uses. @default "keypool:" */
           prefix: z.string().default('keypool:'),
+          /**
+           * A replica not heard from for this long is presumed dead: the in-flight slots it held are freed
+           * for the others. Heartbeats go out five times per period. @default 5000
+           */
+          replicaTimeoutMs: z.number().int().min(100).default(5_000),
         })
         .optional(),
     })

@@ -41,12 +41,12 @@ export interface Mark {
 }
 
 /** What is left in a bucket at `now`, given `sent` so far on its scope. */
-function left(b: Bucket, sent: number, now: number): number {
+export function left(b: Bucket, sent: number, now: number): number {
   return now < b.resetAt ? b.remaining - (sent - b.base) : b.limit;
 }
 
 /** Starts the bucket's next window when its reset has passed. */
-function roll(b: Bucket, sent: number, now: number): void {
+export function roll(b: Bucket, sent: number, now: number): void {
   if (now < b.resetAt) return;
   b.remaining = b.limit;
   b.base = sent;
@@ -64,6 +64,11 @@ export interface Scope {
   /** Requests and estimated tokens sent on this scope, ever. */
   sent: number;
   sentTokens: number;
+  /**
+   * The shared store refused this scope's key until then (another replica used up a limit). Local only:
+   * not a cooldown, never persisted or published, no streak.
+   */
+  heldUntil: number;
 }
 
 /** A local fixed window for hand-set rpm/tpm. */
@@ -93,6 +98,8 @@ export interface KeyState {
   /** A probe request is in flight: nobody else may use the key. */
   probing: boolean;
   inflight: number;
+  /** In-flight attempts on this key at other replicas, as of the last shared take (least_inflight). */
+  remoteInflight: number;
   readonly scopes: Map<string, Scope>;
   readonly rpm: Window;
   readonly tpm: Window;
@@ -111,6 +118,7 @@ export function newKeyState(key: Key, index: number): KeyState {
     probePending: false,
     probing: false,
     inflight: 0,
+    remoteInflight: 0,
     scopes: new Map(),
     rpm: { start: 0, count: 0 },
     tpm: { start: 0, count: 0 },
@@ -119,7 +127,7 @@ export function newKeyState(key: Key, index: number): KeyState {
 }
 
 export function newScope(): Scope {
-  return { cooldownUntil: 0, reason: undefined, streak: 0, requests: undefined, tokens: undefined, sent: 0, sentTokens: 0 };
+  return { cooldownUntil: 0, reason: undefined, streak: 0, requests: undefined, tokens: undefined, sent: 0, sentTokens: 0, heldUntil: 0 };
 }
 
 export function scopeOf(scopes: Map<string, Scope>, model: string): Scope {
@@ -134,7 +142,7 @@ export function scopeOf(scopes: Map<string, Scope>, model: string): Scope {
 /** When a scope lets a request of `tokens` through: 0 = now. */
 function scopeBlockedUntil(scope: Scope | undefined, tokens: number, now: number): number {
   if (scope === undefined) return 0;
-  let until = scope.cooldownUntil;
+  let until = Math.max(scope.cooldownUntil, scope.heldUntil);
   const r = scope.requests;
   if (r !== undefined && left(r, scope.sent, now) <= 0) until = Math.max(until, r.resetAt);
   const t = scope.tokens;
@@ -180,18 +188,19 @@ export function headroomOf(s: KeyState, d: Demand, now: number): number {
   return share;
 }
 
+/** Counts `n` in a fixed window, starting a new one when the last has ended. */
+export function countWindow(w: Window, n: number, now: number): void {
+  if (now >= w.start + WINDOW_MS) {
+    w.start = now;
+    w.count = 0;
+  }
+  w.count += n;
+}
+
 /** Counts a request against the key's local windows and its model's scope; returns where it stood. */
 export function countRequest(s: KeyState, d: Demand, now: number): Mark {
-  if (now >= s.rpm.start + WINDOW_MS) {
-    s.rpm.start = now;
-    s.rpm.count = 0;
-  }
-  s.rpm.count++;
-  if (now >= s.tpm.start + WINDOW_MS) {
-    s.tpm.start = now;
-    s.tpm.count = 0;
-  }
-  s.tpm.count += d.tokens;
+  countWindow(s.rpm, 1, now);
+  countWindow(s.tpm, d.tokens, now);
   const scope = scopeOf(s.scopes, d.model);
   if (scope.requests) roll(scope.requests, scope.sent, now);
   if (scope.tokens) roll(scope.tokens, scope.sentTokens, now);
@@ -200,24 +209,44 @@ export function countRequest(s: KeyState, d: Demand, now: number): Mark {
   return { requests: scope.sent, tokens: scope.sentTokens };
 }
 
+/** What one response's rate-limit headers say, if anything. */
+export interface Report {
+  readonly requests: Bucket | undefined;
+  readonly tokens: Bucket | undefined;
+}
+
 /**
- * Reads a response's rate-limit headers into the scope: OpenAI's `x-ratelimit-{limit,remaining,reset}-
- * {requests,tokens}` and Anthropic's `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`.
- * A report older than the one held (its request went out earlier) is ignored. Returns whether anything
- * was learnt.
+ * Reads OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and Anthropic's
+ * `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`; undefined when there are none.
  */
-export function observeHeaders(scope: Scope, headers: HeaderBag, now: number, mark: Mark): boolean {
-  const req =
+export function readReport(headers: HeaderBag, now: number): Report | undefined {
+  const requests =
     bucketFrom(headers, 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', now) ??
     bucketFrom(headers, 'anthropic-ratelimit-requests-limit', 'anthropic-ratelimit-requests-remaining', 'anthropic-ratelimit-requests-reset', now);
-  const tok =
+  const tokens =
     bucketFrom(headers, 'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens', now) ??
     bucketFrom(headers, 'anthropic-ratelimit-tokens-limit', 'anthropic-ratelimit-tokens-remaining', 'anthropic-ratelimit-tokens-reset', now);
+  return requests === undefined && tokens === undefined ? undefined : { requests, tokens };
+}
+
+/**
+ * Takes a report into the scope. A report older than the one held (its request went out earlier) is
+ * ignored. Returns whether anything was learnt.
+ */
+export function observeReport(scope: Scope, report: Report, mark: Mark): boolean {
+  const req = report.requests === undefined ? undefined : { ...report.requests };
+  const tok = report.tokens === undefined ? undefined : { ...report.tokens };
   const a = req !== undefined && accept(scope.requests, req, mark.requests);
   if (a) scope.requests = req;
   const b = tok !== undefined && accept(scope.tokens, tok, mark.tokens);
   if (b) scope.tokens = tok;
   return a || b;
+}
+
+/** Reads a response's rate-limit headers into the scope (readReport + observeReport). */
+export function observeHeaders(scope: Scope, headers: HeaderBag, now: number, mark: Mark): boolean {
+  const report = readReport(headers, now);
+  return report !== undefined && observeReport(scope, report, mark);
 }
 
 /** Fills in `fresh` from the mark and the held bucket; false when `fresh` is older than what is held. */

@@ -6,7 +6,8 @@ import {
   countRequest,
   headroomOf,
   newKeyState,
-  observeHeaders,
+  observeReport,
+  readReport,
   scopeOf,
   type CoolReason,
   type Demand,
@@ -18,8 +19,21 @@ import {
 import type { HeaderBag } from './rate-limit-headers.js';
 import { restoreKey, restoreScopes, snapshotKey, snapshotScopes, type PoolSnapshot } from './pool-snapshot.js';
 import { STRATEGY, type ChoiceContext, type Strategy, type StrategyName } from './strategies.js';
+import type { Refusal, StateStore, UsageCounter } from '../state/store.js';
 
-export type { CoolReason, Demand, DisableReason, KeyState, Mark } from './key-state.js';
+/** The part of the shared store a pool calls on its request path. */
+export type Ledger = Pick<StateStore, 'take' | 'release' | 'report'>;
+
+/** A key the shared store granted: `mark` is where the request stands in the shared counts. */
+export interface Granted {
+  /** Undefined when the store was unreachable and this replica decided alone. */
+  readonly mark: Mark | undefined;
+}
+
+/** After a refusal for a full key, look again this soon even if no "freed" message arrives. */
+export const SLOT_RECHECK_MS = 1_000;
+
+export type { CoolReason, Demand, DisableReason, KeyState, KeyStats, Mark } from './key-state.js';
 
 export type PoolEvent =
   | { type: 'cooldown'; upstream: string; key: string; fingerprint: string; model: string; reason: CoolReason; until: number; extended: boolean }
@@ -42,6 +56,8 @@ export interface PoolOptions {
   /** Sessions remembered for sticky routing; 0 turns stickiness off. @default 0 */
   maxSessions?: number;
   listener?: PoolListener;
+  /** Shared store confirming every choice against the other replicas. Absent: this pool is the whole truth. */
+  ledger?: Ledger;
 }
 
 export interface AcquireRequest {
@@ -69,6 +85,7 @@ export class KeyPool {
   readonly #maxSessions: number;
   readonly #watchers = new Set<() => void>();
   readonly #byFingerprint: ReadonlyMap<string, KeyState>;
+  readonly #ledger: Ledger | undefined;
   #cursor = 0;
   #usable: number;
   #lastMark: Mark = { requests: 0, tokens: 0 };
@@ -96,6 +113,7 @@ export class KeyPool {
     this.#probeAfterMs = options.probeAfterMs ?? 60_000;
     this.#maxSessions = options.maxSessions ?? 0;
     this.#listener = options.listener;
+    this.#ledger = options.ledger;
     this.#usable = this.#states.length;
     this.#byFingerprint = new Map(this.#states.map((s) => [s.key.fingerprint, s] as const));
     for (const k of keys) if (k.options.group !== undefined) this.#groups.set(k.options.group, new Map());
@@ -108,6 +126,11 @@ export class KeyPool {
   /** Keys not disabled. */
   get usable(): number {
     return this.#usable;
+  }
+
+  /** True when a shared store must confirm each acquired key (`confirm`). */
+  get shared(): boolean {
+    return this.#ledger !== undefined;
   }
 
   states(): readonly KeyState[] {
@@ -167,11 +190,66 @@ export class KeyPool {
     return soonest;
   }
 
-  /** The attempt with this key is over (answered, failed or cancelled). */
-  end(s: KeyState): void {
+  /**
+   * With a shared store: confirms a key `acquire` just took. A refusal (another replica used up a limit
+   * or the slots) gives the key back, holds it until the limit frees, and resolves undefined: acquire
+   * again. Call it only on a shared pool.
+   */
+  async confirm(s: KeyState, demand: Demand, now: number): Promise<Granted | undefined> {
+    const ledger = this.#ledger;
+    if (ledger === undefined) return { mark: undefined };
+    const o = s.key.options;
+    const r = await ledger.take({
+      upstream: this.upstream,
+      fingerprint: s.key.fingerprint,
+      model: demand.model,
+      tokens: demand.tokens,
+      limits: { rpm: o.rpm, tpm: o.tpm, maxConcurrent: o.maxConcurrent },
+      now,
+    });
+    if (r.ok === 'local') return { mark: undefined };
+    if (r.ok) {
+      s.remoteInflight = Math.max(0, r.inflight - s.inflight);
+      // Tickets are consecutive over all replicas: starting there spreads round robin across them too.
+      this.#cursor = r.ticket % this.#states.length;
+      return { mark: r.mark };
+    }
+    this.#giveBack(s, demand);
+    this.#hold(s, demand.model, r.why, Number.isFinite(r.until) ? r.until : now + SLOT_RECHECK_MS);
+    this.#changed();
+    return undefined;
+  }
+
+  /** A slot of a full key was freed at some replica: lift this replica's hold on it. */
+  freed(fingerprint: string): void {
+    const s = this.#byFingerprint.get(fingerprint);
+    const scope = s?.scopes.get('');
+    if (scope === undefined || scope.heldUntil === 0) return;
+    scope.heldUntil = 0;
+    this.#changed();
+  }
+
+  /** The attempt with this key is over (answered, failed or cancelled); `outcome` feeds shared usage counters. */
+  end(s: KeyState, outcome?: UsageCounter): void {
     s.inflight = Math.max(0, s.inflight - 1);
     s.probing = false;
+    this.#ledger?.release({ upstream: this.upstream, fingerprint: s.key.fingerprint, outcome, maxConcurrent: s.key.options.maxConcurrent });
     this.#changed();
+  }
+
+  /** Undoes what `acquire` counted for a key the shared store refused. */
+  #giveBack(s: KeyState, demand: Demand): void {
+    s.inflight = Math.max(0, s.inflight - 1);
+    s.probing = false;
+    s.stats.attempts--;
+    s.rpm.count = Math.max(0, s.rpm.count - 1);
+    s.tpm.count = Math.max(0, s.tpm.count - demand.tokens);
+  }
+
+  /** Key-wide limits hold the key for every model; the upstream's buckets only for this one. */
+  #hold(s: KeyState, model: string, why: Refusal, until: number): void {
+    const scope = scopeOf(s.scopes, why === 'requests' || why === 'tokens' ? model : '');
+    scope.heldUntil = Math.max(scope.heldUntil, until);
   }
 
   /**
@@ -182,9 +260,17 @@ export class KeyPool {
     return this.#lastMark;
   }
 
-  /** Records the upstream's rate-limit headers for this key and model, reported for the request at `mark`. */
-  observe(s: KeyState, model: string, headers: HeaderBag, now: number, mark: Mark): void {
-    if (observeHeaders(scopeOf(s.scopes, model), headers, now, mark)) this.#changed();
+  /**
+   * Records the upstream's rate-limit headers for this key and model, reported for the request at `mark`
+   * (and `sharedMark` in the shared store's counts, when the store granted the key).
+   */
+  observe(s: KeyState, model: string, headers: HeaderBag, now: number, mark: Mark, sharedMark?: Mark): void {
+    const report = readReport(headers, now);
+    if (report === undefined) return;
+    if (sharedMark !== undefined) {
+      this.#ledger?.report({ upstream: this.upstream, fingerprint: s.key.fingerprint, model, mark: sharedMark, ...report, now });
+    }
+    if (observeReport(scopeOf(s.scopes, model), report, mark)) this.#changed();
   }
 
   streakOf(s: KeyState, model: string): number {

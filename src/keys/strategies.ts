@@ -40,7 +40,9 @@ function best(states: readonly KeyState[], ctx: ChoiceContext, better: (a: KeySt
   return chosen;
 }
 
-const leastInflight: Strategy = (states, ctx) => best(states, ctx, (a, b) => a.inflight < b.inflight);
+/** In flight here and, with a shared store, at the other replicas as last seen. */
+const busy = (s: KeyState): number => s.inflight + s.remoteInflight;
+const leastInflight: Strategy = (states, ctx) => best(states, ctx, (a, b) => busy(a) < busy(b));
 
 /** Most headroom left; ties go to fewer in flight, then round-robin order. */
 const headroom: Strategy = (states, ctx) => {
@@ -53,7 +55,7 @@ const headroom: Strategy = (states, ctx) => {
     }
     return v;
   };
-  return best(states, ctx, (a, b) => room(a) > room(b) || (room(a) === room(b) && a.inflight < b.inflight));
+  return best(states, ctx, (a, b) => room(a) > room(b) || (room(a) === room(b) && busy(a) < busy(b)));
 };
 
 /** Weighted random (Efraimidis-Spirakis): each eligible key draws u^(1/w); the largest wins. */

@@ -14,14 +14,19 @@ export interface WaitRequest {
   readonly maxWaitMs: number;
   /** Aborting removes the request from the room at once; the promise rejects with the signal's reason. */
   readonly signal: AbortSignal;
-  /** Takes a key if one can serve this request now (called only by the room, in fair order). */
-  readonly tryAcquire: () => KeyState | undefined;
+  /**
+   * Takes a key if one can serve this request now (called only by the room, in fair order). A promise
+   * when a shared store confirms the choice: the room waits for it before serving the next client.
+   */
+  readonly tryAcquire: () => KeyState | undefined | Promise<KeyState | undefined>;
 }
 
 export type WaitResult = { readonly kind: 'acquired'; readonly state: KeyState } | { readonly kind: 'timeout' } | { readonly kind: 'full' };
 
 interface Waiter {
   readonly req: WaitRequest;
+  /** Timed out, aborted or served: no longer in the room. */
+  settled: boolean;
   readonly resolve: (r: WaitResult) => void;
   readonly cleanup: () => void;
 }
@@ -45,6 +50,9 @@ export class WaitingRoom {
   readonly #queues = new Map<string, Waiter[]>();
   #size = 0;
   #scheduled = false;
+  /** A dispatch is awaiting a shared store; changes meanwhile ask for one more pass. */
+  #dispatching = false;
+  #again = false;
   #cancelTimer: (() => void) | undefined;
   #timerAt = Infinity;
   readonly metrics: WaitingRoomMetrics = { deferred: 0, served: 0, timedOut: 0, rejectedFull: 0, waitMsTotal: 0 };
@@ -70,6 +78,7 @@ export class WaitingRoom {
     const started = this.#clock.now();
     return new Promise<WaitResult>((resolve, reject) => {
       const finish = (): void => {
+        waiter.settled = true;
         cancelTimeout();
         req.signal.removeEventListener('abort', onAbort);
         this.#remove(waiter);
@@ -86,6 +95,7 @@ export class WaitingRoom {
       });
       const waiter: Waiter = {
         req,
+        settled: false,
         cleanup: finish,
         resolve: (r) => {
           finish();
@@ -122,28 +132,49 @@ export class WaitingRoom {
     this.#scheduled = true;
     queueMicrotask(() => {
       this.#scheduled = false;
-      this.#dispatch();
+      void this.#dispatch();
     });
   }
 
-  #dispatch(): void {
-    // Passes over the clients in rotation order; a client served moves to the back of the rotation.
-    let progress = true;
-    while (progress && this.#size > 0) {
-      progress = false;
-      for (const [client, q] of [...this.#queues]) {
-        const head = q[0];
-        if (head === undefined) continue;
-        const state = head.req.tryAcquire();
-        if (state === undefined) continue;
-        head.resolve({ kind: 'acquired', state });
-        progress = true;
-        const rest = this.#queues.get(client);
-        if (rest !== undefined) {
-          this.#queues.delete(client);
-          this.#queues.set(client, rest);
+  /**
+   * Passes over the clients in rotation order; a client served moves to the back of the rotation. Runs
+   * synchronously unless a shared store confirms keys; then one dispatch runs at a time.
+   */
+  async #dispatch(): Promise<void> {
+    if (this.#dispatching) {
+      this.#again = true;
+      return;
+    }
+    this.#dispatching = true;
+    try {
+      do {
+        this.#again = false;
+        let progress = true;
+        while (progress && this.#size > 0) {
+          progress = false;
+          for (const [client, q] of [...this.#queues]) {
+            const head = q[0];
+            if (head === undefined) continue;
+            const got = head.req.tryAcquire();
+            const state = got instanceof Promise ? await got : got;
+            if (state === undefined) continue;
+            if (head.settled) {
+              // It left (timeout, abort) while the store was confirming: the key goes back.
+              this.#pool.end(state);
+              continue;
+            }
+            head.resolve({ kind: 'acquired', state });
+            progress = true;
+            const rest = this.#queues.get(client);
+            if (rest !== undefined) {
+              this.#queues.delete(client);
+              this.#queues.set(client, rest);
+            }
+          }
         }
-      }
+      } while (this.#again);
+    } finally {
+      this.#dispatching = false;
     }
     this.#armTimer();
   }
@@ -167,7 +198,7 @@ export class WaitingRoom {
     this.#cancelTimer = this.#clock.timer(Math.max(0, soonest - now), () => {
       this.#timerAt = Infinity;
       this.#cancelTimer = undefined;
-      this.#dispatch();
+      void this.#dispatch();
     });
   }
 }

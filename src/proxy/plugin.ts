@@ -165,7 +165,7 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
       raw.destroy();
       request.log.warn({ err: (err as Error).message }, 'could not forward the upstream response');
     } finally {
-      pool.end(state);
+      pool.end(state, response.status < 300 ? 'successes' : undefined);
       done();
     }
     if (!complete) {

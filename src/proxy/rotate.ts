@@ -9,9 +9,10 @@
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { KeypoolError } from '../errors.js';
-import { decide } from '../keys/cooldown.js';
+import { decide, type Verdict } from '../keys/cooldown.js';
 import type { Demand, KeyPool, KeyState, Mark } from '../keys/pool.js';
 import type { WaitingRoom, WaitResult } from '../keys/waiting-room.js';
+import type { UsageCounter } from '../state/store.js';
 import { describeNetworkError, giveUp, queueFull, type Failure } from './give-up.js';
 import { readSnippet, type UpstreamResponse } from './forward.js';
 
@@ -101,13 +102,34 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
 
   // The mark is read in the same synchronous step as the acquire (the room calls this from its dispatch).
   let mark: Mark = pool.lastMark;
-  const acquire = (exclude: ReadonlySet<KeyState> | undefined): KeyState | undefined => {
+  // Where the request stands in the shared store's counts, when a shared store granted the key.
+  let sharedMark: Mark | undefined;
+  const acquireLocal = (exclude: ReadonlySet<KeyState> | undefined): KeyState | undefined => {
     const s = pool.acquire({ demand, now: clock.now(), exclude, avoidGroups: failedGroups, session: req.session });
     if (s !== undefined) mark = pool.lastMark;
     return s;
   };
-  const acquireAny = (): KeyState | undefined => acquire(tried) ?? acquire(undefined);
-  const acquireUntried = (): KeyState | undefined => acquire(tried);
+  /**
+   * With a shared store the store confirms each local choice; a refusal holds that key back and the
+   * pool chooses again (bounded: each refusal holds another key). Without one, nothing to await.
+   */
+  const confirmed = async (pick: () => KeyState | undefined): Promise<KeyState | undefined> => {
+    for (let i = 0; i <= pool.size; i++) {
+      const s = pick();
+      if (s === undefined) return undefined;
+      const granted = await pool.confirm(s, demand, clock.now());
+      if (granted !== undefined) {
+        sharedMark = granted.mark;
+        return s;
+      }
+    }
+    return undefined;
+  };
+  const take = (pick: () => KeyState | undefined): KeyState | undefined | Promise<KeyState | undefined> => (pool.shared ? confirmed(pick) : pick());
+  const anyLocal = (): KeyState | undefined => acquireLocal(tried) ?? acquireLocal(undefined);
+  const untriedLocal = (): KeyState | undefined => acquireLocal(tried);
+  const acquireAny = () => take(anyLocal);
+  const acquireUntried = () => take(untriedLocal);
   /** How long this request may still wait for a key; 0 when it may not, or when no key comes back in time. */
   const waitBudget = (): number => {
     const now = clock.now();
@@ -118,7 +140,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     return limit;
   };
   /** Waits in the room for a key: the key, undefined on timeout, or why it could not wait. */
-  const waitInRoom = async (tryAcquire: () => KeyState | undefined, limit: number): Promise<KeyState | undefined | 'full' | 'stopped'> => {
+  const waitInRoom = async (tryAcquire: () => KeyState | undefined | Promise<KeyState | undefined>, limit: number): Promise<KeyState | undefined | 'full' | 'stopped'> => {
     const t0 = clock.now();
     req.onWait?.();
     let result: WaitResult;
@@ -145,7 +167,8 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       if (got === 'full') return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState, waitedMs: waited };
       state = got;
     } else if (!chargeNext) {
-      state = acquire(tried);
+      const got = acquireUntried();
+      state = got instanceof Promise ? await got : got;
     }
     if (state === undefined) {
       // The pool is exhausted for this request (or a server fault makes the next attempt cost anyway).
@@ -162,7 +185,8 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
         }
         chargeNext = false;
       }
-      state = acquireAny();
+      const any = acquireAny();
+      state = any instanceof Promise ? await any : any;
       if (state === undefined) {
         // Fail fast, with Retry-After, when the earliest key is known to come back too late.
         const limit = waitBudget();
@@ -184,14 +208,15 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     try {
       res = await req.send(state, signal);
     } catch (err) {
-      pool.end(state);
+      // Connection errors are not server answers: not counted as a key's serverErrors.
+      pool.end(state, undefined);
       if (signal.aborted) return stopped();
       faults++;
       chargeNext = true;
       last = { kind: 'network', reason: describeNetworkError(err) };
       continue;
     }
-    pool.observe(state, demand.model, res.headers, clock.now(), mark);
+    pool.observe(state, demand.model, res.headers, clock.now(), mark, sharedMark);
 
     if (!isFailureStatus(res.status)) {
       if (res.status < 300) pool.succeeded(state, demand.model);
@@ -199,13 +224,16 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     }
 
     const bodyText = await readSnippet(res, (ms, fn) => clock.timer(ms, fn));
-    pool.end(state);
-    if (signal.aborted) return stopped();
+    if (signal.aborted) {
+      pool.end(state, undefined);
+      return stopped();
+    }
     const now = clock.now();
     const verdict = decide(
       { status: res.status, headers: res.headers, bodyText },
       { now, streak: pool.streakOf(state, demand.model) + 1, random: deps.random(), settings: deps.cooldown },
     );
+    pool.end(state, outcomeOf(verdict));
     switch (verdict.kind) {
       case 'rotate':
         pool.cool(state, demand.model, verdict.until, verdict.reason, now);
@@ -230,6 +258,12 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     }
   }
   return fail();
+}
+
+/** The usage counter a failed attempt adds to (shared usage mirrors the pool's own stats). */
+function outcomeOf(v: Verdict): UsageCounter | undefined {
+  if (v.kind === 'rotate') return v.reason === 'rate_limited' ? 'rateLimited' : 'outOfCredit';
+  return v.kind === 'retry' ? 'serverErrors' : undefined;
 }
 
 function serverBackoffMs(faults: number, deps: RotateDeps): number {

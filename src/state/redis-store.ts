@@ -1,59 +1,74 @@
-// The shared store on Redis, for several keypool replicas against one set of keys. Each fact is one key
-// with a PX TTL at its deadline (a dead replica leaves nothing stale behind); recording it and telling the
-// other replicas is one Lua script, one round trip. Replicas hear each other over pub/sub at once. While
-// Redis is unreachable every replica keeps serving from its own state; when it returns, the replica resyncs.
+// The StateStore on Redis, for several keypool replicas against one set of keys. Facts are keys with a
+// PX TTL at their deadline; the ledger (slots, windows, buckets, tickets, usage) lives in small hashes
+// with TTLs (a dead replica leaves nothing stale behind: its slot hash stops being refreshed and its
+// heartbeat stops counting it). Every change that must be atomic is one Lua script (redis-scripts.ts),
+// one round trip. Replicas hear new facts and freed slots over pub/sub at once. While Redis is
+// unreachable every replica serves from its own state; when it returns, the replica resyncs.
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { expiryOf, factId, type SharedStore, type StoredFact } from './shared-store.js';
-
-/**
- * KEYS[1] the fact, KEYS[2] the channel; ARGV[1] expiry (epoch ms), ARGV[2] TTL ms, ARGV[3] the message.
- * Stores `expiry|message` unless a fact that lasts at least as long is already there, then publishes.
- */
-const EXTEND_AND_PUBLISH = `
-local held = redis.call('GET', KEYS[1])
-if held then
-  local expiry = tonumber(string.match(held, '^(%d+)|'))
-  if expiry and expiry >= tonumber(ARGV[1]) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3], 'PX', ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[3])
-return 1
-`;
+import type { KeyStats } from '../keys/key-state.js';
+import { EXTEND_AND_PUBLISH, HEARTBEAT, RELEASE, REPORT, TAKE } from './redis-scripts.js';
+import {
+  DEFAULT_REPLICA_TIMEOUT_MS,
+  LEDGER_WINDOW_MS,
+  expiryOf,
+  factId,
+  type BucketReport,
+  type Refusal,
+  type ReleaseRequest,
+  type ReportRequest,
+  type StateStore,
+  type StoredFact,
+  type TakeRequest,
+  type TakeResult,
+} from './store.js';
 
 /** Keys read per SCAN / MGET round when loading. */
 const SCAN_BATCH = 500;
 /** Longest a single Redis command may take before the store counts as unreachable. */
 const COMMAND_TIMEOUT_MS = 1_000;
+/** Heartbeats per replica timeout: a replica misses several before the others give up on it. */
+const BEATS_PER_TIMEOUT = 5;
 
-interface Message {
-  origin: string;
-  fact: StoredFact;
-}
+type Message =
+  | { origin: string; fact: StoredFact; freed?: undefined }
+  | { origin: string; fact?: undefined; freed: { upstream: string; fingerprint: string } };
 
+type Arg = string | number;
 type ScriptedRedis = Redis & {
-  keypoolExtend(fact: string, channel: string, expiry: number, ttl: number, message: string): Promise<number>;
+  keypoolExtend(...args: Arg[]): Promise<number>;
+  keypoolTake(...args: Arg[]): Promise<[0, Refusal, number] | [1, number, number, number, number]>;
+  keypoolRelease(...args: Arg[]): Promise<number>;
+  keypoolReport(...args: Arg[]): Promise<number>;
+  keypoolHeartbeat(...args: Arg[]): Promise<number>;
 };
 
 export interface RedisStoreOptions {
   url: string;
   /** Prefix of every key and channel. @default "keypool:" */
   prefix: string;
+  /** A replica not heard from for this long is presumed dead and its slots freed. @default 5000 */
+  replicaTimeoutMs?: number;
   logger: Logger;
   now?: () => number;
 }
 
-export class RedisStore implements SharedStore {
+export class RedisStore implements StateStore {
   readonly #cmd: ScriptedRedis;
   readonly #sub: Redis;
   readonly #prefix: string;
   readonly #channel: string;
   readonly #origin = randomUUID();
+  readonly #slots: string;
+  readonly #replicas: string;
+  readonly #replicaTimeoutMs: number;
   readonly #logger: Logger;
   readonly #now: () => number;
   readonly #subscribers: ((f: StoredFact) => void)[] = [];
+  readonly #freedFns: ((upstream: string, fingerprint: string) => void)[] = [];
   readonly #reconnectFns: (() => void)[] = [];
+  #heartbeat: NodeJS.Timeout | undefined;
   #healthy = false;
   #everReady = false;
   #downLogged = false;
@@ -62,6 +77,9 @@ export class RedisStore implements SharedStore {
   constructor(o: RedisStoreOptions) {
     this.#prefix = o.prefix;
     this.#channel = `${o.prefix}events`;
+    this.#slots = `${o.prefix}slots:${this.#origin}`;
+    this.#replicas = `${o.prefix}replicas`;
+    this.#replicaTimeoutMs = o.replicaTimeoutMs ?? DEFAULT_REPLICA_TIMEOUT_MS;
     this.#logger = o.logger;
     this.#now = o.now ?? Date.now;
     const options = {
@@ -72,8 +90,13 @@ export class RedisStore implements SharedStore {
       commandTimeout: COMMAND_TIMEOUT_MS,
       retryStrategy: (times: number) => Math.min(100 * times, 2_000),
     };
-    this.#cmd = new Redis(o.url, options) as ScriptedRedis;
+    // Commands issued in one tick (a take, two releases, a report) go out in one write.
+    this.#cmd = new Redis(o.url, { ...options, enableAutoPipelining: true }) as ScriptedRedis;
     this.#cmd.defineCommand('keypoolExtend', { numberOfKeys: 2, lua: EXTEND_AND_PUBLISH });
+    this.#cmd.defineCommand('keypoolTake', { numberOfKeys: 6, lua: TAKE });
+    this.#cmd.defineCommand('keypoolRelease', { numberOfKeys: 4, lua: RELEASE });
+    this.#cmd.defineCommand('keypoolReport', { numberOfKeys: 1, lua: REPORT });
+    this.#cmd.defineCommand('keypoolHeartbeat', { numberOfKeys: 2, lua: HEARTBEAT });
     // A subscriber connection must queue its SUBSCRIBE until connected.
     this.#sub = new Redis(o.url, { ...options, enableOfflineQueue: true });
     this.#cmd.on('ready', () => this.#up());
@@ -98,6 +121,9 @@ export class RedisStore implements SharedStore {
         .then(() => this.#sub.subscribe(this.#channel))
         .catch(() => undefined),
     ]);
+    await this.#beat();
+    this.#heartbeat = setInterval(() => void this.#beat(), Math.max(1, Math.floor(this.#replicaTimeoutMs / BEATS_PER_TIMEOUT)));
+    this.#heartbeat.unref();
   }
 
   async publish(fact: StoredFact): Promise<void> {
@@ -107,7 +133,7 @@ export class RedisStore implements SharedStore {
     if (expiry <= now) return;
     const message = JSON.stringify({ origin: this.#origin, fact } satisfies Message);
     try {
-      await this.#cmd.keypoolExtend(this.#key(fact), this.#channel, expiry, Math.max(1, expiry - now), message);
+      await this.#cmd.keypoolExtend(`${this.#prefix}f:${factId(fact)}`, this.#channel, expiry, Math.max(1, expiry - now), message);
     } catch {
       this.#down();
     }
@@ -137,18 +163,120 @@ export class RedisStore implements SharedStore {
     this.#subscribers.push(fn);
   }
 
+  onFreed(fn: (upstream: string, fingerprint: string) => void): void {
+    this.#freedFns.push(fn);
+  }
+
   onReconnect(fn: () => void): void {
     this.#reconnectFns.push(fn);
   }
 
-  async close(): Promise<void> {
+  async take(req: TakeRequest): Promise<TakeResult> {
+    if (!this.#healthy) return { ok: 'local' };
+    const { upstream, fingerprint, model, now, limits } = req;
+    const p = this.#prefix;
+    try {
+      const r = await this.#cmd.keypoolTake(
+        `${p}L:${upstream}:${fingerprint}`,
+        `${p}S:${upstream}:${fingerprint}:${model}`,
+        this.#replicas,
+        this.#slots,
+        `${p}rr:${upstream}`,
+        `${p}usage:${upstream}`,
+        now,
+        req.tokens,
+        limits.rpm ?? '',
+        limits.tpm ?? '',
+        limits.maxConcurrent ?? '',
+        now - this.#replicaTimeoutMs,
+        `${p}slots:`,
+        `${upstream}|${fingerprint}`,
+        this.#replicaTimeoutMs,
+        this.#origin,
+        `${fingerprint}:attempts`,
+        LEDGER_WINDOW_MS,
+      );
+      if (r[0] === 0) return { ok: false, why: r[1], until: r[2] < 0 ? Infinity : r[2] };
+      return { ok: true, mark: { requests: r[1], tokens: r[2] }, inflight: r[3], ticket: r[4] };
+    } catch {
+      this.#down();
+      return { ok: 'local' };
+    }
+  }
+
+  release(req: ReleaseRequest): void {
+    if (!this.#healthy) return;
+    const freed = JSON.stringify({ origin: this.#origin, freed: { upstream: req.upstream, fingerprint: req.fingerprint } } satisfies Message);
+    this.#cmd
+      .keypoolRelease(
+        this.#slots,
+        `${this.#prefix}usage:${req.upstream}`,
+        this.#replicas,
+        this.#channel,
+        `${req.upstream}|${req.fingerprint}`,
+        req.outcome === undefined ? '' : `${req.fingerprint}:${req.outcome}`,
+        req.maxConcurrent ?? '',
+        this.#now() - this.#replicaTimeoutMs,
+        `${this.#prefix}slots:`,
+        this.#origin,
+        freed,
+      )
+      .catch(() => this.#down());
+  }
+
+  report(req: ReportRequest): void {
+    if (!this.#healthy) return;
+    this.#cmd
+      .keypoolReport(
+        `${this.#prefix}S:${req.upstream}:${req.fingerprint}:${req.model}`,
+        req.now,
+        req.mark.requests,
+        req.mark.tokens,
+        ...bucketArgs(req.requests),
+        ...bucketArgs(req.tokens),
+        LEDGER_WINDOW_MS,
+      )
+      .catch(() => this.#down());
+  }
+
+  async usage(upstream: string): Promise<Record<string, Partial<KeyStats>>> {
+    const out: Record<string, Partial<KeyStats>> = {};
+    if (!this.#healthy) return out;
+    try {
+      for (const [field, value] of Object.entries(await this.#cmd.hgetall(`${this.#prefix}usage:${upstream}`))) {
+        const colon = field.lastIndexOf(':');
+        const fp = field.slice(0, colon);
+        (out[fp] ??= {})[field.slice(colon + 1) as keyof KeyStats] = Number(value);
+      }
+    } catch {
+      this.#down();
+    }
+    return out;
+  }
+
+  /** Stops as a crashed process would: no release, no goodbye (tests play a crash with it). */
+  abandon(): void {
     this.#closing = true;
+    clearInterval(this.#heartbeat);
     this.#cmd.disconnect();
     this.#sub.disconnect();
   }
 
-  #key(f: StoredFact): string {
-    return `${this.#prefix}f:${factId(f)}`;
+  /** Leaves cleanly: this replica's slots are freed for the others at once. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#heartbeat);
+    if (this.#healthy) await this.#cmd.multi().del(this.#slots).zrem(this.#replicas, this.#origin).exec().catch(() => undefined);
+    this.#cmd.disconnect();
+    this.#sub.disconnect();
+  }
+
+  async #beat(): Promise<void> {
+    if (!this.#healthy) return;
+    const now = this.#now();
+    await this.#cmd
+      .keypoolHeartbeat(this.#replicas, this.#slots, now, this.#origin, now - this.#replicaTimeoutMs, this.#replicaTimeoutMs)
+      .catch(() => this.#down());
   }
 
   #deliver(text: string): void {
@@ -156,6 +284,12 @@ export class RedisStore implements SharedStore {
     try {
       m = JSON.parse(text) as Message;
     } catch {
+      return;
+    }
+    if (typeof m !== 'object' || m === null) return;
+    if (m.freed !== undefined) {
+      // Every replica, this one too: its own waiters may hold back from a key another replica filled.
+      for (const fn of this.#freedFns) fn(m.freed.upstream, m.freed.fingerprint);
       return;
     }
     if (m.origin === this.#origin || typeof m.fact !== 'object' || m.fact === null) return;
@@ -166,6 +300,7 @@ export class RedisStore implements SharedStore {
     if (this.#healthy) return;
     this.#healthy = true;
     this.#downLogged = false;
+    void this.#beat();
     if (this.#everReady) {
       this.#logger.warn('redis is back; resyncing pool state');
       for (const fn of this.#reconnectFns) fn();
@@ -182,6 +317,10 @@ export class RedisStore implements SharedStore {
     this.#downLogged = true;
     this.#logger.warn('redis unreachable; serving from local state until it returns');
   }
+}
+
+function bucketArgs(b: BucketReport | undefined): Arg[] {
+  return b === undefined ? ['', '', '', ''] : [b.limit, b.remaining, b.resetAt, b.period];
 }
 
 function parseStored(value: string): StoredFact | undefined {

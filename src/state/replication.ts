@@ -1,23 +1,24 @@
 // Ties a replica's pools to the shared store: local cooldowns and disables go out as they happen, facts
-// from other replicas come in and are applied at once, and everything is reloaded at start and after the
+// and freed slots from other replicas come in and are applied at once, and everything is reloaded at start and after the
 // store comes back from an outage.
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { KeyPool, PoolEvent } from '../keys/pool.js';
-import type { SharedStore, StoredFact } from './shared-store.js';
+import type { StateStore, StoredFact } from './store.js';
 
 export class Replication {
   readonly #pools: ReadonlyMap<string, KeyPool>;
-  readonly #store: SharedStore;
+  readonly #store: StateStore;
   readonly #clock: Clock;
   readonly #logger: Logger;
 
-  constructor(pools: ReadonlyMap<string, KeyPool>, store: SharedStore, clock: Clock, logger: Logger) {
+  constructor(pools: ReadonlyMap<string, KeyPool>, store: StateStore, clock: Clock, logger: Logger) {
     this.#pools = pools;
     this.#store = store;
     this.#clock = clock;
     this.#logger = logger;
     store.subscribe((f) => this.#apply(f, true));
+    store.onFreed((upstream, fingerprint) => this.#pools.get(upstream)?.freed(fingerprint));
     store.onReconnect(() => void this.sync());
   }
 

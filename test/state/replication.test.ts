@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import { createLogger } from '../../src/logger.js';
-import { MemoryHub } from '../../src/state/shared-store.js';
+import { MemoryHub } from '../../src/state/memory-store.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 const closers: (() => Promise<unknown>)[] = [];
@@ -16,7 +16,7 @@ async function replica(hub: MemoryHub, clock: FakeClock) {
     { upstreams: [{ name: 'openai', baseUrl: 'http://127.0.0.1:9/v1', keys: ['sk-repl-aaaaaaaaaaaa1', 'sk-repl-bbbbbbbbbbbb2'] }] },
     {},
   );
-  const app = await buildApp({ config, logger: createLogger('silent'), clock, sharedStore: hub.client() });
+  const app = await buildApp({ config, logger: createLogger('silent'), clock, store: hub.client() });
   await app.ready();
   closers.push(() => app.close());
   return app.pools.get('openai')!;

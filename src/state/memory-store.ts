@@ -1,0 +1,205 @@
+// The reference StateStore: replicas in one process share one hub (tests, and the semantics the Redis
+// store must match: the same contract suite runs against both). Cooldowns only extend, entries expire at
+// their deadline, publishers do not hear their own facts, slots of a silent replica stop counting.
+import { countWindow, left, roll, type Bucket, type KeyStats, type Window } from '../keys/key-state.js';
+import {
+  DEFAULT_REPLICA_TIMEOUT_MS,
+  LEDGER_WINDOW_MS,
+  expiryOf,
+  factId,
+  type BucketReport,
+  type Refusal,
+  type StateStore,
+  type StoredFact,
+} from './store.js';
+
+interface ScopeLedger {
+  sent: number;
+  sentTokens: number;
+  requests: Bucket | undefined;
+  tokens: Bucket | undefined;
+}
+
+interface KeyLedger {
+  readonly rpm: Window;
+  readonly tpm: Window;
+  readonly scopes: Map<string, ScopeLedger>;
+}
+
+interface Replica {
+  readonly slots: Map<string, number>;
+  lastSeen: number;
+  /** Stopped beating without closing: a crash, as far as the others can tell. */
+  silent: boolean;
+  readonly onFact: ((f: StoredFact) => void)[];
+  readonly onFreed: ((upstream: string, fingerprint: string) => void)[];
+}
+
+/** A memory store client, plus what tests need to play a crash. */
+export interface MemoryStoreClient extends StateStore {
+  /** Stops as a crashed process would: no release, no goodbye; its slots count until it times out. */
+  abandon(): void;
+}
+
+export class MemoryHub {
+  readonly #facts = new Map<string, { fact: StoredFact; expiresAt: number }>();
+  readonly #replicas = new Set<Replica>();
+  readonly #ledgers = new Map<string, KeyLedger>();
+  readonly #tickets = new Map<string, number>();
+  readonly #usage = new Map<string, Map<string, Partial<KeyStats>>>();
+  readonly #now: () => number;
+  readonly #replicaTimeoutMs: number;
+
+  constructor(now: () => number = Date.now, replicaTimeoutMs = DEFAULT_REPLICA_TIMEOUT_MS) {
+    this.#now = now;
+    this.#replicaTimeoutMs = replicaTimeoutMs;
+  }
+
+  client(): MemoryStoreClient {
+    const me: Replica = { slots: new Map(), lastSeen: this.#now(), silent: false, onFact: [], onFreed: [] };
+    this.#replicas.add(me);
+    const hub = this;
+    const beat = (): void => {
+      if (!me.silent) me.lastSeen = hub.#now();
+    };
+    return {
+      healthy: true,
+      async publish(fact) {
+        beat();
+        const now = hub.#now();
+        const expiresAt = expiryOf(fact, now);
+        const id = factId(fact);
+        const held = hub.#facts.get(id);
+        if (expiresAt <= now || (held !== undefined && held.expiresAt > now && held.expiresAt >= expiresAt)) return;
+        hub.#facts.set(id, { fact, expiresAt });
+        for (const r of hub.#replicas) if (r !== me) for (const fn of r.onFact) fn(fact);
+      },
+      async load() {
+        const now = hub.#now();
+        return [...hub.#facts.values()].filter((e) => e.expiresAt > now).map((e) => e.fact);
+      },
+      subscribe(fn) {
+        me.onFact.push(fn);
+      },
+      onFreed(fn) {
+        me.onFreed.push(fn);
+      },
+      onReconnect() {
+        // Always reachable.
+      },
+      async take(req) {
+        beat();
+        const { now, tokens, limits } = req;
+        const id = `${req.upstream}|${req.fingerprint}`;
+        const ledger = hub.#ledger(id);
+        let until = 0;
+        let why: Refusal = 'slots';
+        const block = (at: number, reason: Refusal): void => {
+          if (at > until) {
+            until = at;
+            why = reason;
+          }
+        };
+        const { rpm, tpm } = ledger;
+        if (limits.rpm !== undefined && now < rpm.start + LEDGER_WINDOW_MS && rpm.count >= limits.rpm) block(rpm.start + LEDGER_WINDOW_MS, 'rpm');
+        if (limits.tpm !== undefined && now < tpm.start + LEDGER_WINDOW_MS && tpm.count > 0 && tpm.count + tokens > limits.tpm) {
+          block(tpm.start + LEDGER_WINDOW_MS, 'tpm');
+        }
+        let scope = ledger.scopes.get(req.model);
+        const r = scope?.requests;
+        if (scope !== undefined && r !== undefined && left(r, scope.sent, now) <= 0) block(r.resetAt, 'requests');
+        const t = scope?.tokens;
+        if (scope !== undefined && t !== undefined && left(t, scope.sentTokens, now) < Math.min(tokens, t.limit)) block(t.resetAt, 'tokens');
+        if (until > now) return { ok: false, why, until };
+        const inflight = hub.#inflight(id, me, now);
+        if (limits.maxConcurrent !== undefined && inflight >= limits.maxConcurrent) return { ok: false, why: 'slots', until: Infinity };
+
+        countWindow(rpm, 1, now);
+        countWindow(tpm, tokens, now);
+        if (scope === undefined) {
+          scope = { sent: 0, sentTokens: 0, requests: undefined, tokens: undefined };
+          ledger.scopes.set(req.model, scope);
+        }
+        if (scope.requests) roll(scope.requests, scope.sent, now);
+        if (scope.tokens) roll(scope.tokens, scope.sentTokens, now);
+        scope.sent++;
+        scope.sentTokens += tokens;
+        me.slots.set(id, (me.slots.get(id) ?? 0) + 1);
+        hub.#count(req.upstream, req.fingerprint, 'attempts');
+        const ticket = (hub.#tickets.get(req.upstream) ?? 0) + 1;
+        hub.#tickets.set(req.upstream, ticket);
+        return { ok: true, mark: { requests: scope.sent, tokens: scope.sentTokens }, inflight: inflight + 1, ticket };
+      },
+      release(req) {
+        beat();
+        const id = `${req.upstream}|${req.fingerprint}`;
+        if (req.outcome !== undefined) hub.#count(req.upstream, req.fingerprint, req.outcome);
+        const mine = me.slots.get(id) ?? 0;
+        if (mine === 0) return;
+        if (mine === 1) me.slots.delete(id);
+        else me.slots.set(id, mine - 1);
+        const max = req.maxConcurrent;
+        if (max !== undefined && hub.#inflight(id, me, hub.#now()) + 1 >= max) {
+          for (const r of hub.#replicas) for (const fn of r.onFreed) fn(req.upstream, req.fingerprint);
+        }
+      },
+      report(req) {
+        beat();
+        const ledger = hub.#ledger(`${req.upstream}|${req.fingerprint}`);
+        let scope = ledger.scopes.get(req.model);
+        if (scope === undefined) {
+          scope = { sent: 0, sentTokens: 0, requests: undefined, tokens: undefined };
+          ledger.scopes.set(req.model, scope);
+        }
+        scope.requests = accepted(scope.requests, req.requests, req.mark.requests);
+        scope.tokens = accepted(scope.tokens, req.tokens, req.mark.tokens);
+      },
+      async usage(upstream) {
+        return Object.fromEntries([...(hub.#usage.get(upstream) ?? new Map<string, Partial<KeyStats>>())].map(([fp, c]) => [fp, { ...c }]));
+      },
+      abandon() {
+        me.silent = true;
+        me.onFact.length = 0;
+        me.onFreed.length = 0;
+      },
+      async close() {
+        hub.#replicas.delete(me);
+      },
+    };
+  }
+
+  #ledger(id: string): KeyLedger {
+    let l = this.#ledgers.get(id);
+    if (l === undefined) {
+      l = { rpm: { start: 0, count: 0 }, tpm: { start: 0, count: 0 }, scopes: new Map() };
+      this.#ledgers.set(id, l);
+    }
+    return l;
+  }
+
+  /** Slots on a key held by live replicas (`me` always counts: it knows it is alive). */
+  #inflight(id: string, me: Replica, now: number): number {
+    let n = 0;
+    for (const r of this.#replicas) {
+      if (r === me || !r.silent || now - r.lastSeen < this.#replicaTimeoutMs) n += r.slots.get(id) ?? 0;
+    }
+    return n;
+  }
+
+  #count(upstream: string, fingerprint: string, field: keyof KeyStats): void {
+    let byKey = this.#usage.get(upstream);
+    if (byKey === undefined) {
+      byKey = new Map();
+      this.#usage.set(upstream, byKey);
+    }
+    const c = byKey.get(fingerprint) ?? {};
+    c[field] = (c[field] ?? 0) + 1;
+    byKey.set(fingerprint, c);
+  }
+}
+
+/** The held bucket after a report: the report unless it is older than what is held (by mark). */
+function accepted(held: Bucket | undefined, fresh: BucketReport | undefined, base: number): Bucket | undefined {
+  if (fresh === undefined || (held !== undefined && base < held.base)) return held;
+  return { ...fresh, base, period: Math.max(fresh.period, held?.period ?? 0) };
+}

@@ -1,0 +1,245 @@
+// One contract, two stores: the in-memory reference and Redis (a real redis-server on loopback).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/logger.js';
+import { MemoryHub } from '../../src/state/memory-store.js';
+import { RedisStore } from '../../src/state/redis-store.js';
+import type { StateStore, StoredFact, TakeRequest } from '../../src/state/store.js';
+import { redisAvailable, startRedis, type TestRedis } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
+
+type Replica = StateStore & { abandon(): void };
+
+/** Short, so a crashed replica's slots come back within a test. */
+const REPLICA_TIMEOUT_MS = 300;
+
+interface Harness {
+  /** Two replicas' views of one store. */
+  a: Replica;
+  b: Replica;
+  now(): number;
+  /** Lets `ms` pass for expiry. */
+  pass(ms: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+async function memoryHarness(): Promise<Harness> {
+  let now = 1_000_000;
+  const hub = new MemoryHub(() => now, REPLICA_TIMEOUT_MS);
+  return {
+    a: hub.client(),
+    b: hub.client(),
+    now: () => now,
+    pass: async (ms) => {
+      now += ms;
+    },
+    close: async () => undefined,
+  };
+}
+
+let redis: TestRedis | undefined;
+async function redisHarness(): Promise<Harness> {
+  redis ??= await startRedis();
+  const prefix = `t${Math.random().toString(36).slice(2)}:`;
+  const logger = createLogger('silent');
+  const a = new RedisStore({ url: redis.url, prefix, logger, replicaTimeoutMs: REPLICA_TIMEOUT_MS });
+  const b = new RedisStore({ url: redis.url, prefix, logger, replicaTimeoutMs: REPLICA_TIMEOUT_MS });
+  await Promise.all([a.connect(), b.connect()]);
+  await waitFor(() => a.healthy && b.healthy);
+  // Let the SUBSCRIBE land before anything is published.
+  await sleep(50);
+  return { a, b, now: () => Date.now(), pass: (ms) => sleep(ms), close: async () => void (await Promise.all([a.close(), b.close()])) };
+}
+
+const stores: [string, () => Promise<Harness>, boolean][] = [
+  ['memory', memoryHarness, true],
+  ['redis', redisHarness, redisAvailable()],
+];
+
+describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
+  const run = available ? it : it.skip;
+  const cool = (h: Harness, ms: number, model = 'gpt-4o'): StoredFact => ({
+    upstream: 'openai',
+    kind: 'cooldown',
+    fingerprint: 'abcd1234',
+    model,
+    reason: 'rate_limited',
+    until: h.now() + ms,
+  });
+
+  run('a fact published by one replica reaches the other, not the publisher', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    const heardA: StoredFact[] = [];
+    const heardB: StoredFact[] = [];
+    h.a.subscribe((f) => heardA.push(f));
+    h.b.subscribe((f) => heardB.push(f));
+    const fact = cool(h, 60_000);
+    await h.a.publish(fact);
+    await waitFor(() => heardB.length === 1);
+    expect(heardB[0]).toEqual(fact);
+    expect(heardA).toEqual([]);
+  });
+
+  run('cooldowns only extend: a shorter one is neither stored nor sent', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    const heard: StoredFact[] = [];
+    h.b.subscribe((f) => heard.push(f));
+    const long = cool(h, 60_000);
+    await h.a.publish(long);
+    await h.a.publish(cool(h, 5_000));
+    await waitFor(() => heard.length >= 1);
+    await sleep(30);
+    expect(heard).toEqual([long]);
+    expect(await h.b.load()).toEqual([long]);
+  });
+
+  run('load returns what still holds; facts expire on their own', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    await h.a.publish(cool(h, 150, 'short'));
+    const long = cool(h, 60_000, 'long');
+    await h.a.publish(long);
+    const disabled: StoredFact = { upstream: 'openai', kind: 'disabled', fingerprint: 'ffff0000', reason: 'unauthorized' };
+    await h.a.publish(disabled);
+    expect(await h.b.load()).toHaveLength(3);
+    await h.pass(300);
+    const left = await h.b.load();
+    expect(left).toHaveLength(2);
+    expect(left).toEqual(expect.arrayContaining([long, disabled]));
+  });
+
+  const FP = 'fp000001';
+  const takeReq = (h: Harness, over: Partial<TakeRequest> = {}): TakeRequest => ({
+    upstream: 'openai',
+    fingerprint: FP,
+    model: 'gpt-4o',
+    tokens: 10,
+    limits: {},
+    now: h.now(),
+    ...over,
+  });
+
+  run('take counts across replicas: one shared mark per key and model, consecutive tickets, slots of both', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    const first = await h.a.take(takeReq(h));
+    const second = await h.b.take(takeReq(h));
+    const other = await h.b.take(takeReq(h, { model: 'other' }));
+    expect(first).toMatchObject({ ok: true, mark: { requests: 1, tokens: 10 }, inflight: 1 });
+    expect(second).toMatchObject({ ok: true, mark: { requests: 2, tokens: 20 }, inflight: 2 });
+    expect(other).toMatchObject({ ok: true, mark: { requests: 1, tokens: 10 }, inflight: 3 });
+    if (first.ok !== true || second.ok !== true || other.ok !== true) throw new Error('expected grants');
+    expect([second.ticket - first.ticket, other.ticket - second.ticket]).toEqual([1, 1]);
+  });
+
+  run('maxConcurrent holds across replicas; a release of a full key tells every replica', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    const limits = { maxConcurrent: 1 };
+    const freed: string[] = [];
+    h.b.onFreed((upstream, fp) => freed.push(`${upstream}|${fp}`));
+    expect(await h.a.take(takeReq(h, { limits }))).toMatchObject({ ok: true });
+    expect(await h.b.take(takeReq(h, { limits }))).toEqual({ ok: false, why: 'slots', until: Infinity });
+    h.a.release({ upstream: 'openai', fingerprint: FP, outcome: 'successes', maxConcurrent: 1 });
+    await waitFor(() => freed.length === 1);
+    expect(freed).toEqual([`openai|${FP}`]);
+    expect(await h.b.take(takeReq(h, { limits }))).toMatchObject({ ok: true, inflight: 1 });
+  });
+
+  run('a refusal changes nothing; a release with no slot held only counts its outcome', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    const limits = { maxConcurrent: 1 };
+    await h.a.take(takeReq(h, { limits }));
+    for (let i = 0; i < 3; i++) expect(await h.b.take(takeReq(h, { limits }))).toMatchObject({ ok: false });
+    // b holds no slot: its release must not free a's.
+    h.b.release({ upstream: 'openai', fingerprint: FP, outcome: 'serverErrors', maxConcurrent: 1 });
+    await waitFor(async () => (await h.a.usage('openai'))[FP]?.serverErrors === 1);
+    expect(await h.b.take(takeReq(h, { limits }))).toMatchObject({ ok: false, why: 'slots' });
+    expect((await h.a.usage('openai'))[FP]).toEqual({ attempts: 1, serverErrors: 1 });
+  });
+
+  run('hand-set rpm and tpm windows are shared', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    const rpm = { rpm: 2 };
+    const t0 = h.now();
+    expect(await h.a.take(takeReq(h, { limits: rpm }))).toMatchObject({ ok: true });
+    expect(await h.b.take(takeReq(h, { limits: rpm }))).toMatchObject({ ok: true });
+    const refused = await h.a.take(takeReq(h, { limits: rpm }));
+    expect(refused).toMatchObject({ ok: false, why: 'rpm' });
+    if (refused.ok !== false) throw new Error('expected a refusal');
+    expect(refused.until).toBeGreaterThanOrEqual(t0 + 60_000);
+    expect(refused.until).toBeLessThan(h.now() + 60_001);
+
+    const tpm = { tpm: 150 };
+    const fp = 'fp000002';
+    expect(await h.a.take(takeReq(h, { fingerprint: fp, tokens: 100, limits: tpm }))).toMatchObject({ ok: true });
+    expect(await h.b.take(takeReq(h, { fingerprint: fp, tokens: 100, limits: tpm }))).toMatchObject({ ok: false, why: 'tpm' });
+    expect(await h.b.take(takeReq(h, { fingerprint: fp, tokens: 50, limits: tpm }))).toMatchObject({ ok: true });
+  });
+
+  run("the upstream's buckets are shared: a report from one replica limits the other; older reports are dropped", async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    const t = await h.a.take(takeReq(h));
+    if (t.ok !== true) throw new Error('expected a grant');
+    const resetAt = h.now() + 60_000;
+    // Sent with the first request: 2 left of 10.
+    h.a.report({ upstream: 'openai', fingerprint: FP, model: 'gpt-4o', mark: t.mark, requests: { limit: 10, remaining: 2, resetAt, period: 60_000 }, tokens: undefined, now: h.now() });
+    await sleep(20);
+    expect(await h.b.take(takeReq(h))).toMatchObject({ ok: true });
+    expect(await h.b.take(takeReq(h))).toMatchObject({ ok: true });
+    // An older report (mark 0) saying plenty is left does not undo what the newer one said.
+    h.b.report({ upstream: 'openai', fingerprint: FP, model: 'gpt-4o', mark: { requests: 0, tokens: 0 }, requests: { limit: 10, remaining: 9, resetAt, period: 60_000 }, tokens: undefined, now: h.now() });
+    await sleep(20);
+    const refused = await h.a.take(takeReq(h));
+    expect(refused).toMatchObject({ ok: false, why: 'requests' });
+    if (refused.ok !== false) throw new Error('expected a refusal');
+    expect(Math.abs(refused.until - resetAt)).toBeLessThanOrEqual(1);
+    // Another model of the same key is not limited by it.
+    expect(await h.a.take(takeReq(h, { model: 'gpt-4o-mini' }))).toMatchObject({ ok: true });
+  });
+
+  run('usage counters add up over replicas', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    await h.a.take(takeReq(h));
+    await h.b.take(takeReq(h));
+    h.a.release({ upstream: 'openai', fingerprint: FP, outcome: 'successes', maxConcurrent: undefined });
+    h.b.release({ upstream: 'openai', fingerprint: FP, outcome: 'rateLimited', maxConcurrent: undefined });
+    await waitFor(async () => (await h.b.usage('openai'))[FP]?.rateLimited === 1);
+    expect((await h.a.usage('openai'))[FP]).toEqual({ attempts: 2, successes: 1, rateLimited: 1 });
+  });
+
+  run('slots of a crashed replica stop counting once it is silent for the replica timeout', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    const limits = { maxConcurrent: 1 };
+    expect(await h.a.take(takeReq(h, { limits }))).toMatchObject({ ok: true });
+    h.a.abandon();
+    expect(await h.b.take(takeReq(h, { limits }))).toMatchObject({ ok: false, why: 'slots' });
+    await h.pass(REPLICA_TIMEOUT_MS + 150);
+    expect(await h.b.take(takeReq(h, { limits, now: h.now() }))).toMatchObject({ ok: true, inflight: 1 });
+  });
+
+  run('a replica that closes cleanly frees its slots at once', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    const limits = { maxConcurrent: 1 };
+    await h.a.take(takeReq(h, { limits }));
+    await h.a.close();
+    expect(await h.b.take(takeReq(h, { limits }))).toMatchObject({ ok: true, inflight: 1 });
+  });
+});
+
+afterAll(async () => {
+  await redis?.kill();
+});
