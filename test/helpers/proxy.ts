@@ -8,6 +8,7 @@ import type { ConfigInput } from '../../src/config/schema.js';
 import type { KeyPool } from '../../src/keys/pool.js';
 import type { WaitingRoom } from '../../src/keys/waiting-room.js';
 import { createLogger } from '../../src/logger.js';
+import type { StateStore } from '../../src/state/store.js';
 
 export interface TestProxy {
   readonly url: string;
@@ -31,6 +32,8 @@ export interface TestProxyOptions {
   clock?: Clock;
   /** @default () => 0.5, so jitter is deterministic */
   random?: () => number;
+  /** Shared state, for replicas in one process. */
+  store?: StateStore;
 }
 
 export async function startProxy(o: TestProxyOptions): Promise<TestProxy> {
@@ -53,7 +56,7 @@ export async function startProxy(o: TestProxyOptions): Promise<TestProxy> {
     },
   });
   const logger = createLogger('debug', sink);
-  const app = await buildApp({ config, logger, clock: o.clock, random: o.random ?? (() => 0.5) });
+  const app = await buildApp({ config, logger, clock: o.clock, random: o.random ?? (() => 0.5), store: o.store });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const addr = app.server.address();
   if (addr === null || typeof addr === 'string') throw new Error('no address');

@@ -25,7 +25,8 @@ beforeAll(async () => {
 });
 afterEach(async () => {
   for (const r of running.splice(0)) {
-    await r.stop();
+    // A replica a test killed has nothing left to stop.
+    if (r.child.exitCode === null && r.child.signalCode === null) await r.stop();
     r.child.kill('SIGKILL');
   }
   for (const r of extraRedis.splice(0)) await r.kill();
@@ -37,19 +38,29 @@ afterAll(async () => {
   await redis?.kill();
 });
 
-function configFor(redisUrl: string, prefix = `r${Math.random().toString(36).slice(2)}:`): string {
+interface ReplicaConfig {
+  prefix?: string;
+  /** Options added to every key, as YAML flow-map entries. */
+  keyOptions?: string;
+  retry?: string;
+  replicaTimeoutMs?: number;
+}
+
+function configFor(redisUrl: string, o: ReplicaConfig = {}): string {
+  const prefix = o.prefix ?? `r${Math.random().toString(36).slice(2)}:`;
   const dir = mkdtempSync(join(tmpdir(), 'kp-replicas-'));
   const file = join(dir, 'keypool.yaml');
+  const keys = o.keyOptions === undefined ? `[${KEYS.join(', ')}]` : `[${KEYS.map((k) => `{ key: ${k}, ${o.keyOptions} }`).join(', ')}]`;
   writeFileSync(
     file,
     [
       'log: { level: info }',
-      `state: { redis: { url: "${redisUrl}", prefix: "${prefix}" } }`,
+      `state: { redis: { url: "${redisUrl}", prefix: "${prefix}", replicaTimeoutMs: ${o.replicaTimeoutMs ?? 5000} } }`,
       'upstreams:',
       '  - name: openai',
       `    baseUrl: ${upstream.url}/v1`,
-      `    keys: [${KEYS.join(', ')}]`,
-      'retry: { maxWaitMs: 0, serverErrorBackoffMs: 0 }',
+      `    keys: ${keys}`,
+      `retry: ${o.retry ?? '{ maxWaitMs: 0, serverErrorBackoffMs: 0 }'}`,
       '',
     ].join('\n'),
   );
@@ -64,9 +75,14 @@ async function replica(file: string) {
 }
 
 async function get(base: string) {
-  const res = await request(`${base}/v1/models`);
+  const res = await request(`${base}/v1/models`, { headersTimeout: 30_000 });
   await res.body.dump();
-  return { status: res.statusCode, key: String(res.headers['x-keypool-key']), attempts: Number(res.headers['x-keypool-attempts']) };
+  return {
+    status: res.statusCode,
+    key: String(res.headers['x-keypool-key']),
+    attempts: Number(res.headers['x-keypool-attempts']),
+    waitMs: Number(res.headers['x-keypool-wait-ms'] ?? 0),
+  };
 }
 
 const sentWith = (key: string) => upstream.requests.filter((r) => r.key === key).length;
@@ -133,4 +149,39 @@ describe.skipIf(!available)('replicas sharing Redis', () => {
     expect(sentWith(KEYS[1]!)).toBe(learnt);
     expect((await health(c.url)).sharedState).toBe('ok');
   });
+
+  it('maxConcurrent holds across replicas: one request per key at a time over the whole fleet', async () => {
+    const file = configFor(redis.url, { keyOptions: 'maxConcurrent: 1', retry: '{ maxWaitMs: 10000 }' });
+    const a = await replica(file);
+    const b = await replica(file);
+    for (const k of KEYS) upstream.setDefault(k, { kind: 'ok', delayMs: 150 });
+    const results = await Promise.all(Array.from({ length: 9 }, (_, i) => get(i % 2 === 0 ? a.url : b.url)));
+    expect(results.map((r) => r.status)).toEqual(Array(9).fill(200));
+    for (const k of KEYS) {
+      const at = upstream.requests.filter((r) => r.key === k).map((r) => r.at).sort((x, y) => x - y);
+      expect(at).toHaveLength(3);
+      for (let i = 1; i < at.length; i++) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(140);
+    }
+  });
+
+  it('the slots of a replica that crashed are reclaimed after replicaTimeoutMs', async () => {
+    const file = configFor(redis.url, { keyOptions: 'maxConcurrent: 1', retry: '{ maxWaitMs: 15000 }', replicaTimeoutMs: 1000 });
+    const a = await replica(file);
+    const b = await replica(file);
+    // Replica a takes every key's only slot with requests that never end, then dies without a word.
+    for (const k of KEYS) upstream.setDefault(k, { kind: 'hang' });
+    const hung = KEYS.map(() => get(a.url).catch(() => undefined));
+    await waitFor(() => upstream.requests.length === KEYS.length);
+    a.child.kill('SIGKILL');
+    await Promise.all(hung);
+    for (const k of KEYS) upstream.setDefault(k, { kind: 'ok' });
+    const started = Date.now();
+    const served = await get(b.url);
+    expect(served.status).toBe(200);
+    // It had to wait: the dead replica's slots counted until its heartbeat went stale.
+    expect(served.waitMs).toBeGreaterThan(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(b.output()).not.toContain('"level":50');
+  });
 });
+
