@@ -1,6 +1,6 @@
 // @ts-check
 // Redis store vs memory store (issue 5): the same keypool, once with `state.redis` and once without, in
-// interleaved rounds at the same load, plus how many Redis commands each attempt costs. Run with a plain
+// interleaved rounds at the same load, plus how many Redis round trips and commands each attempt costs. Run with a plain
 // pool (all 200) and with half the keys answering 429 (every rotation is a shared fact).
 // Run: npm run bench:store   (needs redis-server; BENCH_QUICK=1 for a short check)
 import { spawn } from 'node:child_process';
@@ -64,14 +64,17 @@ async function main() {
       const runs = { memory: [], redis: [] };
       for (const t of targets) await runLoad({ url: t.proc.url, path: CHAT_PATH, headers: jsonHeaders('x'), body: CHAT_BODY, connections: CONNECTIONS, duration: 1 });
       let commands = 0;
+      let scripts = 0;
       let redisRequests = 0;
       for (let r = 0; r < ROUNDS; r++) {
         for (const t of targets) {
           const before = t.store === 'redis' ? await totalCommands(redis) : 0;
+          const scriptsBefore = t.store === 'redis' ? await scriptCalls(redis) : 0;
           const res = await runLoad({ url: t.proc.url, path: CHAT_PATH, headers: jsonHeaders('x'), body: CHAT_BODY, connections: CONNECTIONS, duration: ROUND_S, pid: t.proc.pid, latencies: true });
           if (t.store === 'redis') {
-            // INFO itself is one command; subtract it.
-            commands += (await totalCommands(redis)) - before - 1;
+            // INFO itself is one command; subtract it (and the second INFO of scriptCalls).
+            commands += (await totalCommands(redis)) - before - 2;
+            scripts += (await scriptCalls(redis)) - scriptsBefore;
             redisRequests += res.completed;
           }
           runs[t.store].push({ rps: res.rps, cpu: res.cpuUs / res.completed, p99: res.lat ? percentile(res.lat, 99) : NaN });
@@ -79,7 +82,7 @@ async function main() {
       }
       const ratio = median(runs.redis.map((x, i) => x.rps / runs.memory[i].rps));
       rows.push(
-        `| ${mode} | ${fmt(median(runs.memory.map((x) => x.rps)))} | ${fmt(median(runs.redis.map((x) => x.rps)))} | ${fmt(ratio, 3)} | ${fmt(median(runs.memory.map((x) => x.cpu)), 1)} / ${fmt(median(runs.redis.map((x) => x.cpu)), 1)} | ${fmt(median(runs.memory.map((x) => x.p99)), 2)} / ${fmt(median(runs.redis.map((x) => x.p99)), 2)} | ${fmt(commands / Math.max(1, redisRequests), 4)} |`,
+        `| ${mode} | ${fmt(median(runs.memory.map((x) => x.rps)))} | ${fmt(median(runs.redis.map((x) => x.rps)))} | ${fmt(ratio, 3)} | ${fmt(median(runs.memory.map((x) => x.cpu)), 1)} / ${fmt(median(runs.redis.map((x) => x.cpu)), 1)} | ${fmt(median(runs.memory.map((x) => x.p99)), 2)} / ${fmt(median(runs.redis.map((x) => x.p99)), 2)} | ${fmt(scripts / Math.max(1, redisRequests), 3)} | ${fmt(commands / Math.max(1, redisRequests), 1)} |`,
       );
       for (const t of targets) await t.proc.stop();
       await up.stop();
@@ -95,10 +98,11 @@ async function main() {
     '',
     `- date: ${new Date().toISOString()}; node ${process.version}; ${m.nproc} cores, ${m.cpu}`,
     `- ${CONNECTIONS} connections, 0 ms upstream, ${KEYS} keys; ${ROUNDS} interleaved rounds of ${ROUND_S} s; medians. "rotating": keys 2, 4, .. answer 429 with Retry-After: 1.`,
-    '- Redis commands per request counts every command the Redis server processed during the redis rounds.',
+    '- Round trips per request: Lua script calls (EVALSHA/EVAL) per request answered, during the redis rounds; every state change of the ledger is one script.',
+    '- Commands per request: every command the Redis server ran, those inside scripts included.',
     '',
-    '| pool | memory req/s | redis req/s | redis / memory | CPU µs per request (memory / redis) | p99 ms (memory / redis) | Redis commands per request |',
-    '|---|---|---|---|---|---|---|',
+    '| pool | memory req/s | redis req/s | redis / memory | CPU µs per request (memory / redis) | p99 ms (memory / redis) | Redis round trips per request | Redis commands per request |',
+    '|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
   ].join('\n');
@@ -128,6 +132,14 @@ async function waitForRedis(redis, port) {
     await sleep(100);
   }
   throw new Error('redis-server did not start (is it installed? apt-get install redis-server)');
+}
+
+/** Script calls so far: each one is a round trip from a replica. @param {Redis} redis */
+async function scriptCalls(redis) {
+  const info = await redis.info('commandstats');
+  let n = 0;
+  for (const m of info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)) n += Number(m[1]);
+  return n;
 }
 
 /** @param {Redis} redis */

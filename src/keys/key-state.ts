@@ -188,6 +188,33 @@ export function headroomOf(s: KeyState, d: Demand, now: number): number {
   return share;
 }
 
+/** A bucket is near its end below this share of its limit... */
+const TIGHT_SHARE = 0.2;
+/** ...or below this many requests (tokens: this many requests' worth of the demand). */
+const TIGHT_MIN = 50;
+
+/** The shared store refused the scope within the last window. */
+function heldLately(scope: Scope, now: number): boolean {
+  return scope.heldUntil !== 0 && scope.heldUntil > now - WINDOW_MS;
+}
+
+/**
+ * Whether the key is near a limit for this demand: its bucket for the model is low, or the shared
+ * store refused it within the last window. Replicas then wait for the store's yes on every attempt;
+ * far from every limit they need not (see KeyPool.confirm).
+ */
+export function isTight(s: KeyState, d: Demand, now: number): boolean {
+  const keyWide = s.scopes.get('');
+  if (keyWide !== undefined && heldLately(keyWide, now)) return true;
+  const scope = d.model === '' ? keyWide : s.scopes.get(d.model);
+  if (scope === undefined) return false;
+  if (heldLately(scope, now)) return true;
+  const r = scope.requests;
+  if (r !== undefined && left(r, scope.sent, now) < Math.max(TIGHT_SHARE * r.limit, TIGHT_MIN)) return true;
+  const t = scope.tokens;
+  return t !== undefined && left(t, scope.sentTokens, now) < Math.max(TIGHT_SHARE * t.limit, TIGHT_MIN * Math.max(1, d.tokens));
+}
+
 /** Counts `n` in a fixed window, starting a new one when the last has ended. */
 export function countWindow(w: Window, n: number, now: number): void {
   if (now >= w.start + WINDOW_MS) {
@@ -211,8 +238,8 @@ export function countRequest(s: KeyState, d: Demand, now: number): Mark {
 
 /** What one response's rate-limit headers say, if anything. */
 export interface Report {
-  readonly requests: Bucket | undefined;
-  readonly tokens: Bucket | undefined;
+  readonly requests: Omit<Bucket, 'base'> | undefined;
+  readonly tokens: Omit<Bucket, 'base'> | undefined;
 }
 
 /**
@@ -234,8 +261,8 @@ export function readReport(headers: HeaderBag, now: number): Report | undefined 
  * ignored. Returns whether anything was learnt.
  */
 export function observeReport(scope: Scope, report: Report, mark: Mark): boolean {
-  const req = report.requests === undefined ? undefined : { ...report.requests };
-  const tok = report.tokens === undefined ? undefined : { ...report.tokens };
+  const req = report.requests === undefined ? undefined : { ...report.requests, base: 0 };
+  const tok = report.tokens === undefined ? undefined : { ...report.tokens, base: 0 };
   const a = req !== undefined && accept(scope.requests, req, mark.requests);
   if (a) scope.requests = req;
   const b = tok !== undefined && accept(scope.tokens, tok, mark.tokens);
@@ -247,6 +274,26 @@ export function observeReport(scope: Scope, report: Report, mark: Mark): boolean
 export function observeHeaders(scope: Scope, headers: HeaderBag, now: number, mark: Mark): boolean {
   const report = readReport(headers, now);
   return report !== undefined && observeReport(scope, report, mark);
+}
+
+/**
+ * Takes the shared store's view of the scope's buckets (what is left after the request just counted)
+ * where it leaves less than the local view: other replicas spent the difference. Never raises headroom:
+ * the local view may hold a fresher report. Returns whether anything changed.
+ */
+export function adoptShared(scope: Scope, shared: Report, now: number): boolean {
+  let changed = false;
+  const r = shared.requests;
+  if (r !== undefined && (scope.requests === undefined || left(scope.requests, scope.sent, now) > r.remaining)) {
+    scope.requests = { ...r, base: scope.sent, period: Math.max(r.period, scope.requests?.period ?? 0) };
+    changed = true;
+  }
+  const t = shared.tokens;
+  if (t !== undefined && (scope.tokens === undefined || left(scope.tokens, scope.sentTokens, now) > t.remaining)) {
+    scope.tokens = { ...t, base: scope.sentTokens, period: Math.max(t.period, scope.tokens?.period ?? 0) };
+    changed = true;
+  }
+  return changed;
 }
 
 /** Fills in `fresh` from the mark and the held bucket; false when `fresh` is older than what is held. */

@@ -4,7 +4,9 @@ import type { Key } from './key.js';
 import {
   blockedUntil,
   countRequest,
+  adoptShared,
   headroomOf,
+  isTight,
   newKeyState,
   observeReport,
   readReport,
@@ -19,29 +21,53 @@ import {
 import type { HeaderBag } from './rate-limit-headers.js';
 import { restoreKey, restoreScopes, snapshotKey, snapshotScopes, type PoolSnapshot } from './pool-snapshot.js';
 import { STRATEGY, type ChoiceContext, type Strategy, type StrategyName } from './strategies.js';
-import type { Refusal, StateStore, UsageCounter } from '../state/store.js';
+import type { Refusal, StateStore, TakeResult, UsageCounter } from '../state/store.js';
 
 /** The part of the shared store a pool calls on its request path. */
 export type Ledger = Pick<StateStore, 'take' | 'release' | 'report'>;
 
-/** A key the shared store granted: `mark` is where the request stands in the shared counts. */
+/** A key the shared store granted (or will be told of): where the request stands in the shared counts. */
 export interface Granted {
-  /** Undefined when the store was unreachable and this replica decided alone. */
-  readonly mark: Mark | undefined;
+  /**
+   * Undefined until the store answers (a take not waited for), and when it was unreachable and this
+   * replica decided alone. Read it when the response comes back.
+   */
+  mark: Mark | undefined;
 }
 
 /** After a refusal for a full key, look again this soon even if no "freed" message arrives. */
 export const SLOT_RECHECK_MS = 1_000;
+/** This many responses without a rate-limit header: the upstream sends none, do not wait to learn them. */
+const HEADERLESS_AFTER = 20;
 
 export type { CoolReason, Demand, DisableReason, KeyState, KeyStats, Mark } from './key-state.js';
 
 export type PoolEvent =
-  | { type: 'cooldown'; upstream: string; key: string; fingerprint: string; model: string; reason: CoolReason; until: number; extended: boolean }
+  | {
+      type: 'cooldown';
+      upstream: string;
+      key: string;
+      fingerprint: string;
+      model: string;
+      reason: CoolReason;
+      until: number;
+      extended: boolean;
+      /** Consecutive rate limits of the key on this model (0 for credit stops). */
+      streak: number;
+    }
   | { type: 'disabled'; upstream: string; key: string; fingerprint: string; reason: DisableReason };
 
 /** A fact about a key learnt elsewhere (another replica, via the shared store). */
 export type SharedFact =
-  | { kind: 'cooldown'; fingerprint: string; model: string; reason: CoolReason; until: number }
+  | {
+      kind: 'cooldown';
+      fingerprint: string;
+      model: string;
+      reason: CoolReason;
+      until: number;
+      /** The failure streak behind it, so the next replica to be refused backs off further. */
+      streak?: number | undefined;
+    }
   | { kind: 'disabled'; fingerprint: string; reason: DisableReason };
 
 export type PoolListener = (event: PoolEvent) => void;
@@ -86,7 +112,12 @@ export class KeyPool {
   readonly #watchers = new Set<() => void>();
   readonly #byFingerprint: ReadonlyMap<string, KeyState>;
   readonly #ledger: Ledger | undefined;
+  /** The strategy compares in-flight counts, so the shared store counts them across replicas. */
+  readonly #countInflight: boolean;
   #cursor = 0;
+  /** Responses seen, and how many carried rate-limit headers (an upstream may send none). */
+  #responses = 0;
+  #reporting = 0;
   #usable: number;
   #lastMark: Mark = { requests: 0, tokens: 0 };
   // One context serves every acquire (strategies run synchronously), so choosing a key allocates nothing.
@@ -114,6 +145,7 @@ export class KeyPool {
     this.#maxSessions = options.maxSessions ?? 0;
     this.#listener = options.listener;
     this.#ledger = options.ledger;
+    this.#countInflight = options.strategy === 'least_inflight' || options.strategy === 'headroom';
     this.#usable = this.#states.length;
     this.#byFingerprint = new Map(this.#states.map((s) => [s.key.fingerprint, s] as const));
     for (const k of keys) if (k.options.group !== undefined) this.#groups.set(k.options.group, new Map());
@@ -191,33 +223,71 @@ export class KeyPool {
   }
 
   /**
-   * With a shared store: confirms a key `acquire` just took. A refusal (another replica used up a limit
-   * or the slots) gives the key back, holds it until the limit frees, and resolves undefined: acquire
-   * again. Call it only on a shared pool.
+   * With a shared store: confirms a key `acquire` just took. Near a limit (a hand-set rpm, tpm or
+   * maxConcurrent; a low bucket; a refusal within the last window) it waits for the store: a refusal
+   * (another replica used up the limit or the slots) gives the key back, holds it until the limit frees,
+   * and resolves undefined: acquire again. Far from every limit the take is sent without waiting: the
+   * attempt goes out now and the shared counts catch up within a round trip (a refusal arriving then
+   * holds the key for later attempts). Call it only on a shared pool.
    */
   async confirm(s: KeyState, demand: Demand, now: number): Promise<Granted | undefined> {
     const ledger = this.#ledger;
     if (ledger === undefined) return { mark: undefined };
     const o = s.key.options;
-    const r = await ledger.take({
+    const taking = ledger.take({
       upstream: this.upstream,
       fingerprint: s.key.fingerprint,
       model: demand.model,
       tokens: demand.tokens,
       limits: { rpm: o.rpm, tpm: o.tpm, maxConcurrent: o.maxConcurrent },
       now,
+      countInflight: this.#countInflight,
     });
-    if (r.ok === 'local') return { mark: undefined };
+    const granted: Granted = { mark: undefined };
+    if (o.rpm === undefined && o.tpm === undefined && o.maxConcurrent === undefined && !this.#mustAsk(s, demand, now)) {
+      void taking.then((r) => {
+        if (r.ok === false) this.#refused(s, demand, r.why, r.until, now);
+        else if (r.ok === true) this.#granted(s, demand, r, granted, now);
+      });
+      return granted;
+    }
+    const r = await taking;
+    if (r.ok === 'local') return granted;
     if (r.ok) {
-      s.remoteInflight = Math.max(0, r.inflight - s.inflight);
-      // Tickets are consecutive over all replicas: starting there spreads round robin across them too.
-      this.#cursor = r.ticket % this.#states.length;
-      return { mark: r.mark };
+      this.#granted(s, demand, r, granted, now);
+      return granted;
     }
     this.#giveBack(s, demand);
-    this.#hold(s, demand.model, r.why, Number.isFinite(r.until) ? r.until : now + SLOT_RECHECK_MS);
-    this.#changed();
+    this.#refused(s, demand, r.why, r.until, now);
     return undefined;
+  }
+
+  /**
+   * Whether an attempt must wait for the store's yes although the key has no hand-set limit: near the end
+   * of a bucket, or when this replica has not seen the key's buckets for the model yet (another replica
+   * may have used them up) and the upstream sends rate-limit headers at all.
+   */
+  #mustAsk(s: KeyState, demand: Demand, now: number): boolean {
+    if (isTight(s, demand, now)) return true;
+    const scope = s.scopes.get(demand.model);
+    const known = scope !== undefined && (scope.requests !== undefined || scope.tokens !== undefined);
+    return !known && (this.#reporting > 0 || this.#responses < HEADERLESS_AFTER);
+  }
+
+  #granted(s: KeyState, demand: Demand, r: Extract<TakeResult, { ok: true }>, granted: Granted, now: number): void {
+    granted.mark = r.mark;
+    // Less headroom can let no waiter through: nothing to announce.
+    if (r.requests !== undefined || r.tokens !== undefined) adoptShared(scopeOf(s.scopes, demand.model), r, now);
+    if (r.inflight !== undefined) s.remoteInflight = Math.max(0, r.inflight - s.inflight);
+    // Tickets are consecutive over all replicas: starting there spreads round robin across them too.
+    this.#cursor = r.ticket % this.#states.length;
+  }
+
+  /** Key-wide limits hold the key for every model; the upstream's buckets only for this one. */
+  #refused(s: KeyState, demand: Demand, why: Refusal, until: number, now: number): void {
+    const scope = scopeOf(s.scopes, why === 'requests' || why === 'tokens' ? demand.model : '');
+    scope.heldUntil = Math.max(scope.heldUntil, Number.isFinite(until) ? until : now + SLOT_RECHECK_MS);
+    this.#changed();
   }
 
   /** A slot of a full key was freed at some replica: lift this replica's hold on it. */
@@ -246,12 +316,6 @@ export class KeyPool {
     s.tpm.count = Math.max(0, s.tpm.count - demand.tokens);
   }
 
-  /** Key-wide limits hold the key for every model; the upstream's buckets only for this one. */
-  #hold(s: KeyState, model: string, why: Refusal, until: number): void {
-    const scope = scopeOf(s.scopes, why === 'requests' || why === 'tokens' ? model : '');
-    scope.heldUntil = Math.max(scope.heldUntil, until);
-  }
-
   /**
    * Where the request just acquired stands in its scope's counts. Read it synchronously after `acquire`
    * and hand it back to `observe` with that request's response.
@@ -265,8 +329,10 @@ export class KeyPool {
    * (and `sharedMark` in the shared store's counts, when the store granted the key).
    */
   observe(s: KeyState, model: string, headers: HeaderBag, now: number, mark: Mark, sharedMark?: Mark): void {
+    this.#responses++;
     const report = readReport(headers, now);
     if (report === undefined) return;
+    this.#reporting++;
     if (sharedMark !== undefined) {
       this.#ledger?.report({ upstream: this.upstream, fingerprint: s.key.fingerprint, model, mark: sharedMark, ...report, now });
     }
@@ -291,12 +357,14 @@ export class KeyPool {
   cool(s: KeyState, model: string, until: number, reason: CoolReason, now: number): void {
     const group = this.#groupOf(s);
     let extended: boolean;
+    let streak = 0;
     if (reason === 'rate_limited') {
       s.stats.rateLimited++;
       const scope = scopeOf(s.scopes, model);
       // Requests already in flight when the first 429 cooled the key come back 429 too; they are the same
       // event, not a longer streak (else one burst would push the backoff to its ceiling).
       if (scope.cooldownUntil <= now) scope.streak++;
+      streak = scope.streak;
       extended = extend(scope, until, reason);
       if (group) extend(scopeOf(group, model), until, reason);
     } else {
@@ -315,6 +383,7 @@ export class KeyPool {
       reason,
       until,
       extended,
+      streak,
     });
   }
 
@@ -342,7 +411,9 @@ export class KeyPool {
     } else if (f.until > now) {
       const group = this.#groupOf(s);
       if (f.reason === 'rate_limited') {
-        extend(scopeOf(s.scopes, f.model), f.until, f.reason);
+        const scope = scopeOf(s.scopes, f.model);
+        extend(scope, f.until, f.reason);
+        scope.streak = Math.max(scope.streak, f.streak ?? 0);
         if (group) extend(scopeOf(group, f.model), f.until, f.reason);
       } else {
         s.creditUntil = Math.max(s.creditUntil, f.until);
@@ -362,7 +433,7 @@ export class KeyPool {
       if (s.disabled !== undefined) out.push({ kind: 'disabled', fingerprint, reason: s.disabled });
       if (s.creditUntil > now) out.push({ kind: 'cooldown', fingerprint, model: '', reason: 'out_of_credit', until: s.creditUntil });
       for (const [model, sc] of s.scopes) {
-        if (sc.cooldownUntil > now) out.push({ kind: 'cooldown', fingerprint, model, reason: 'rate_limited', until: sc.cooldownUntil });
+        if (sc.cooldownUntil > now) out.push({ kind: 'cooldown', fingerprint, model, reason: 'rate_limited', until: sc.cooldownUntil, streak: sc.streak });
       }
     }
     return out;

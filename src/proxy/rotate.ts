@@ -10,7 +10,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { KeypoolError } from '../errors.js';
 import { decide, type Verdict } from '../keys/cooldown.js';
-import type { Demand, KeyPool, KeyState, Mark } from '../keys/pool.js';
+import type { Demand, Granted, KeyPool, KeyState, Mark } from '../keys/pool.js';
 import type { WaitingRoom, WaitResult } from '../keys/waiting-room.js';
 import type { UsageCounter } from '../state/store.js';
 import { describeNetworkError, giveUp, queueFull, type Failure } from './give-up.js';
@@ -103,7 +103,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
   // The mark is read in the same synchronous step as the acquire (the room calls this from its dispatch).
   let mark: Mark = pool.lastMark;
   // Where the request stands in the shared store's counts, when a shared store granted the key.
-  let sharedMark: Mark | undefined;
+  let granted: Granted | undefined;
   const acquireLocal = (exclude: ReadonlySet<KeyState> | undefined): KeyState | undefined => {
     const s = pool.acquire({ demand, now: clock.now(), exclude, avoidGroups: failedGroups, session: req.session });
     if (s !== undefined) mark = pool.lastMark;
@@ -117,9 +117,9 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     for (let i = 0; i <= pool.size; i++) {
       const s = pick();
       if (s === undefined) return undefined;
-      const granted = await pool.confirm(s, demand, clock.now());
-      if (granted !== undefined) {
-        sharedMark = granted.mark;
+      const g = await pool.confirm(s, demand, clock.now());
+      if (g !== undefined) {
+        granted = g;
         return s;
       }
     }
@@ -216,7 +216,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       last = { kind: 'network', reason: describeNetworkError(err) };
       continue;
     }
-    pool.observe(state, demand.model, res.headers, clock.now(), mark, sharedMark);
+    pool.observe(state, demand.model, res.headers, clock.now(), mark, granted?.mark);
 
     if (!isFailureStatus(res.status)) {
       if (res.status < 300) pool.succeeded(state, demand.model);

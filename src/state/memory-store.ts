@@ -128,7 +128,14 @@ export class MemoryHub {
         hub.#count(req.upstream, req.fingerprint, 'attempts');
         const ticket = (hub.#tickets.get(req.upstream) ?? 0) + 1;
         hub.#tickets.set(req.upstream, ticket);
-        return { ok: true, mark: { requests: scope.sent, tokens: scope.sentTokens }, inflight: inflight + 1, ticket };
+        return {
+          ok: true,
+          mark: { requests: scope.sent, tokens: scope.sentTokens },
+          inflight: inflight + 1,
+          ticket,
+          requests: leftAfter(scope.requests, scope.sent, now),
+          tokens: leftAfter(scope.tokens, scope.sentTokens, now),
+        };
       },
       release(req) {
         beat();
@@ -196,6 +203,11 @@ export class MemoryHub {
     c[field] = (c[field] ?? 0) + 1;
     byKey.set(fingerprint, c);
   }
+}
+
+/** A bucket as a take reports it back: what is left after the request just counted. */
+function leftAfter(b: Bucket | undefined, sent: number, now: number): BucketReport | undefined {
+  return b === undefined ? undefined : { limit: b.limit, remaining: left(b, sent, now), resetAt: b.resetAt, period: b.period };
 }
 
 /** The held bucket after a report: the report unless it is older than what is held (by mark). */

@@ -2,7 +2,8 @@
 // trip. Each mirrors the reference semantics in memory-store.ts line for line; the contract suite
 // (test/state/store.contract.test.ts) holds both to them. Numbers are epoch ms, as the replicas' clocks
 // give them (replicas must keep their clocks in sync, as for cooldown deadlines).
-//
+import { LEDGER_WINDOW_MS } from './store.js';
+
 // Keys (P = the configured prefix):
 //   P f:<fact id>                 a fact: "expiry|message", PX at its deadline
 //   P L:<upstream>:<fp>           hand-set windows of a key: rs rc (rpm start, count), ts tc (tpm); PX one window
@@ -12,8 +13,8 @@
 //   P replicas                    sorted set: replica -> last heartbeat
 //   P rr:<upstream>               round-robin ticket
 //   P usage:<upstream>            usage counters, field "<fp>:<counter>"
-// Slot hashes of other replicas are named in the scripts, not passed as KEYS: keypool supports a
-// standalone Redis (or Sentinel), not Redis Cluster.
+// Ledger keys are named in the scripts, not passed as KEYS: keypool supports a standalone Redis (or
+// Sentinel), not Redis Cluster.
 
 /**
  * KEYS[1] the fact, KEYS[2] the channel; ARGV[1] expiry (epoch ms), ARGV[2] TTL ms, ARGV[3] the message.
@@ -30,31 +31,108 @@ redis.call('PUBLISH', KEYS[2], ARGV[3])
 return 1
 `;
 
-/** Sums a key's slots over the live replicas; this replica (ARGV rid) always counts. */
-const INFLIGHT = `
-local function inflight(replicas, mine, cutoff, slotsPrefix, rid, field)
+/**
+ * Shared head of the ledger scripts. Key names are built here from the prefix, so a call carries few
+ * arguments (each one costs the client CPU). ARGV: 1 prefix, 2 replica id, 3 now, 4 replica timeout ms,
+ * then what this replica has pending, so releases, usage counts and reports ride along with the next
+ * take instead of costing round trips of their own:
+ *   nR, then nR x "upstream|fp|n|maxConcurrent"                       slots to free
+ *   nU, then nU x (upstream, "fp:counter", n)                        usage counts to add
+ *   nP, then nP x (upstream, fp, model, "sent,tokens,l,r,x,p,l,r,x,p") rate-limit reports: requests
+ *      bucket then tokens bucket (limit, remaining, reset at, period; empty when absent)
+ * Leaves `i` at the first argument after them.
+ */
+const ledgerHead = (windowMs: number): string => `
+local P, rid, now, timeout = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local W = ${windowMs}
+local cutoff = now - timeout
+local replicas, mine, channel = P .. 'replicas', P .. 'slots:' .. rid, P .. 'events'
+
+local function split(text, sep)
+  local out = {}
+  for part in string.gmatch(text .. sep, '(.-)' .. sep) do out[#out + 1] = part end
+  return out
+end
+
+-- Slots on a key held by live replicas; this one always counts.
+local function inflight(field)
   local n = tonumber(redis.call('HGET', mine, field)) or 0
   for _, other in ipairs(redis.call('ZRANGEBYSCORE', replicas, cutoff, '+inf')) do
-    if other ~= rid then n = n + (tonumber(redis.call('HGET', slotsPrefix .. other, field)) or 0) end
+    if other ~= rid then n = n + (tonumber(redis.call('HGET', P .. 'slots:' .. other, field)) or 0) end
   end
   return n
 end
+
+-- A bucket is taken unless the one held came from a later request (a higher mark).
+local function put(key, p, base, limit, remaining, resetAt, period)
+  if limit == '' or limit == nil then return end
+  local h = redis.call('HMGET', key, p .. 'b', p .. 'p')
+  local heldBase = tonumber(h[1])
+  if heldBase and tonumber(base) < heldBase then return end
+  local keep = math.max(tonumber(period), tonumber(h[2]) or 0)
+  redis.call('HSET', key, p .. 'l', limit, p .. 'r', remaining, p .. 'x', resetAt, p .. 'p', keep, p .. 'b', base)
+  local ttl = tonumber(resetAt) - now + keep + W
+  if ttl > redis.call('PTTL', key) then redis.call('PEXPIRE', key, math.floor(ttl)) end
+end
+
+local i = 5
+for _ = 1, tonumber(ARGV[i]) do
+  i = i + 1
+  local r = split(ARGV[i], '|')
+  local up, fp, n, maxc = r[1], r[2], tonumber(r[3]), tonumber(r[4])
+  local field = up .. '|' .. fp
+  local held = tonumber(redis.call('HGET', mine, field)) or 0
+  -- None held: the slot was already reclaimed (or taken while Redis was away); nothing to free.
+  local free = math.min(held, n)
+  if free > 0 then
+    if free == held then redis.call('HDEL', mine, field) else redis.call('HINCRBY', mine, field, -free) end
+    if maxc and inflight(field) + free >= maxc then
+      redis.call('PUBLISH', channel, '{"origin":"' .. rid .. '","freed":{"upstream":"' .. up .. '","fingerprint":"' .. fp .. '"}}')
+    end
+  end
+end
+i = i + 1
+for _ = 1, tonumber(ARGV[i]) do
+  redis.call('HINCRBY', P .. 'usage:' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  i = i + 3
+end
+i = i + 1
+for _ = 1, tonumber(ARGV[i]) do
+  local key = P .. 'S:' .. ARGV[i + 1] .. ':' .. ARGV[i + 2] .. ':' .. ARGV[i + 3]
+  local v = split(ARGV[i + 4], ',')
+  put(key, 'r', v[1], v[3], v[4], v[5], v[6])
+  put(key, 't', v[2], v[7], v[8], v[9], v[10])
+  i = i + 4
+end
+i = i + 1
+`;
+
+/** Applies what is pending (the ledger head) when no take comes to carry it. */
+export const FLUSH = `${ledgerHead(LEDGER_WINDOW_MS)}
+return 1
 `;
 
 /**
- * KEYS: 1 windows (L), 2 scope (S), 3 replicas, 4 this replica's slots, 5 round-robin ticket, 6 usage.
- * ARGV: 1 now, 2 tokens, 3 rpm, 4 tpm, 5 maxConcurrent ('' = none), 6 live cutoff, 7 slots prefix,
- *       8 slot field, 9 slot TTL ms, 10 replica id, 11 usage field, 12 window ms.
- * Returns {0, why, until} (until -1 = a free slot), or {1, sent, sentTokens, inflight, ticket}.
+ * The ledger head, then one take. ARGV from i: upstream, fp, model, tokens, rpm, tpm, maxConcurrent
+ * ('' = none), '1' when the key's slots are tracked (it has maxConcurrent, or the strategy compares
+ * in-flight counts): then a slot is taken and the key's slots over all replicas are counted.
+ * Returns {0, why, until} (until -1 = a free slot), or {1, sent, sentTokens, inflight (-1 = not
+ * counted), ticket, then the requests and the tokens bucket as limit (-1 = none), left after this
+ * request, reset at, period}.
  */
-export const TAKE = `${INFLIGHT}
-local now = tonumber(ARGV[1])
-local tokens = tonumber(ARGV[2])
-local W = tonumber(ARGV[12])
-local rpm, tpm, maxc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local l = redis.call('HMGET', KEYS[1], 'rs', 'rc', 'ts', 'tc')
-local rs, rc, ts, tc = tonumber(l[1]) or 0, tonumber(l[2]) or 0, tonumber(l[3]) or 0, tonumber(l[4]) or 0
-local s = redis.call('HMGET', KEYS[2], 'n', 'nt', 'rl', 'rr', 'rx', 'rp', 'rb', 'tl', 'tr', 'tx', 'tp', 'tb')
+export const TAKE = `${ledgerHead(LEDGER_WINDOW_MS)}
+local up, fp, model = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local tokens = tonumber(ARGV[i + 3])
+local rpm, tpm, maxc = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+local slots = ARGV[i + 7] == '1' or maxc ~= nil
+local L, S, field = P .. 'L:' .. up .. ':' .. fp, P .. 'S:' .. up .. ':' .. fp .. ':' .. model, up .. '|' .. fp
+
+local rs, rc, ts, tc = 0, 0, 0, 0
+if rpm or tpm then
+  local l = redis.call('HMGET', L, 'rs', 'rc', 'ts', 'tc')
+  rs, rc, ts, tc = tonumber(l[1]) or 0, tonumber(l[2]) or 0, tonumber(l[3]) or 0, tonumber(l[4]) or 0
+end
+local s = redis.call('HMGET', S, 'n', 'nt', 'rl', 'rr', 'rx', 'rp', 'rb', 'tl', 'tr', 'tx', 'tp', 'tb')
 local n, nt = tonumber(s[1]) or 0, tonumber(s[2]) or 0
 local rl, rr, rx, rp, rb = tonumber(s[3]), tonumber(s[4]), tonumber(s[5]), tonumber(s[6]), tonumber(s[7])
 local tl, tr, tx, tp, tb = tonumber(s[8]), tonumber(s[9]), tonumber(s[10]), tonumber(s[11]), tonumber(s[12])
@@ -74,76 +152,45 @@ if tl then
 end
 if untilAt > now then return {0, why, untilAt} end
 
-local held = inflight(KEYS[3], KEYS[4], ARGV[6], ARGV[7], ARGV[10], ARGV[8])
-if maxc and held >= maxc then return {0, 'slots', -1} end
+local held = -1
+if slots then
+  held = inflight(field)
+  if maxc and held >= maxc then return {0, 'slots', -1} end
+end
 
-if now >= rs + W then rs, rc = now, 0 end
-if now >= ts + W then ts, tc = now, 0 end
-redis.call('HSET', KEYS[1], 'rs', rs, 'rc', rc + 1, 'ts', ts, 'tc', tc + tokens)
-redis.call('PEXPIRE', KEYS[1], W)
-local ttl = 2 * W
-if rl then
-  if now >= rx then
-    rx = now + math.max(1, rp)
-    redis.call('HSET', KEYS[2], 'rr', rl, 'rb', n, 'rx', rx)
+if rpm or tpm then
+  -- Both windows start together (at the first take after the last one ended), so one TTL covers them.
+  if now >= rs + W then
+    redis.call('HSET', L, 'rs', now, 'rc', 1, 'ts', now, 'tc', tokens)
+    redis.call('PEXPIRE', L, W)
+  else
+    redis.call('HSET', L, 'rc', rc + 1, 'tc', tc + tokens)
   end
+end
+local ttl = 0
+if rl and now >= rx then
+  rx, rr, rb = now + math.max(1, rp), rl, n
+  redis.call('HSET', S, 'rr', rl, 'rb', n, 'rx', rx)
   ttl = math.max(ttl, rx - now + rp + W)
 end
-if tl then
-  if now >= tx then
-    tx = now + math.max(1, tp)
-    redis.call('HSET', KEYS[2], 'tr', tl, 'tb', nt, 'tx', tx)
-  end
+if tl and now >= tx then
+  tx, tr, tb = now + math.max(1, tp), tl, nt
+  redis.call('HSET', S, 'tr', tl, 'tb', nt, 'tx', tx)
   ttl = math.max(ttl, tx - now + tp + W)
 end
+if n == 0 then ttl = math.max(ttl, 2 * W) end
 n, nt = n + 1, nt + tokens
-redis.call('HSET', KEYS[2], 'n', n, 'nt', nt)
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('HINCRBY', KEYS[4], ARGV[8], 1)
-redis.call('PEXPIRE', KEYS[4], ARGV[9])
-redis.call('HINCRBY', KEYS[6], ARGV[11], 1)
-local ticket = redis.call('INCR', KEYS[5])
-return {1, n, nt, held + 1, ticket}
-`;
-
-/**
- * KEYS: 1 this replica's slots, 2 usage, 3 replicas, 4 channel.
- * ARGV: 1 slot field, 2 usage field ('' = none), 3 maxConcurrent ('' = none), 4 live cutoff,
- *       5 slots prefix, 6 replica id, 7 the "freed" message.
- * Frees one of this replica's slots (none left: a slot already reclaimed, nothing to do), counts the
- * outcome, and tells the others when the key was full before.
- */
-export const RELEASE = `${INFLIGHT}
-if ARGV[2] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[2], 1) end
-local mine = tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0
-if mine == 0 then return 0 end
-if mine == 1 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
-local maxc = tonumber(ARGV[3])
-if maxc and inflight(KEYS[3], KEYS[1], ARGV[4], ARGV[5], ARGV[6], ARGV[1]) + 1 >= maxc then
-  redis.call('PUBLISH', KEYS[4], ARGV[7])
+redis.call('HSET', S, 'n', n, 'nt', nt)
+if ttl > 0 and ttl > redis.call('PTTL', S) then redis.call('PEXPIRE', S, math.floor(ttl)) end
+if slots then
+  if redis.call('HINCRBY', mine, field, 1) == 1 then redis.call('PEXPIRE', mine, timeout) end
+  held = held + 1
 end
-return 1
-`;
-
-/**
- * KEYS[1] the scope (S). ARGV: 1 now, 2 mark sent, 3 mark tokens, then requests 4..7 and tokens 8..11
- * as limit, remaining, reset at, period ('' when the response had no such bucket), 12 window ms.
- * A bucket is taken unless the one held came from a later request (a higher mark).
- */
-export const REPORT = `
-local function put(p, limit, remaining, resetAt, period, base)
-  if limit == '' then return end
-  local h = redis.call('HMGET', KEYS[1], p .. 'b', p .. 'p')
-  local heldBase = tonumber(h[1])
-  if heldBase and tonumber(base) < heldBase then return end
-  local keep = math.max(tonumber(period), tonumber(h[2]) or 0)
-  redis.call('HSET', KEYS[1], p .. 'l', limit, p .. 'r', remaining, p .. 'x', resetAt, p .. 'p', keep, p .. 'b', base)
-  local ttl = tonumber(resetAt) - tonumber(ARGV[1]) + keep + tonumber(ARGV[12])
-  if ttl > redis.call('PTTL', KEYS[1]) then redis.call('PEXPIRE', KEYS[1], math.floor(ttl)) end
-end
-put('r', ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[2])
-put('t', ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[3])
-return 1
+local ticket = redis.call('INCR', P .. 'rr:' .. up)
+local out = {1, n, nt, held, ticket, -1, 0, 0, 0, -1, 0, 0, 0}
+if rl then out[6], out[7], out[8], out[9] = rl, rr - (n - rb), rx, rp end
+if tl then out[10], out[11], out[12], out[13] = tl, tr - (nt - tb), tx, tp end
+return out
 `;
 
 /**
@@ -156,5 +203,16 @@ redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[1], 10 * tonumber(ARGV[4]))
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+`;
+
+/**
+ * KEYS[1] this replica's slots. ARGV: 1 slot TTL ms, then field, count pairs. Replaces what Redis holds
+ * for this replica with what it really has in flight (after an outage, or a call that may have been lost).
+ */
+export const RESET_SLOTS = `
+redis.call('DEL', KEYS[1])
+for j = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1]) end
+if #ARGV > 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1
 `;

@@ -2,13 +2,15 @@
 // PX TTL at their deadline; the ledger (slots, windows, buckets, tickets, usage) lives in small hashes
 // with TTLs (a dead replica leaves nothing stale behind: its slot hash stops being refreshed and its
 // heartbeat stops counting it). Every change that must be atomic is one Lua script (redis-scripts.ts),
-// one round trip. Replicas hear new facts and freed slots over pub/sub at once. While Redis is
-// unreachable every replica serves from its own state; when it returns, the replica resyncs.
+// one round trip; releases, usage counts and rate-limit reports wait (a millisecond at most) to ride
+// along with the next take, so an attempt costs one round trip. Replicas hear new facts and freed slots
+// over pub/sub at once. While Redis is unreachable every replica serves from its own state; when it
+// returns, the replica resyncs (facts, and its own in-flight slots).
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { KeyStats } from '../keys/key-state.js';
-import { EXTEND_AND_PUBLISH, HEARTBEAT, RELEASE, REPORT, TAKE } from './redis-scripts.js';
+import { EXTEND_AND_PUBLISH, FLUSH, HEARTBEAT, RESET_SLOTS, TAKE } from './redis-scripts.js';
 import {
   DEFAULT_REPLICA_TIMEOUT_MS,
   LEDGER_WINDOW_MS,
@@ -30,6 +32,12 @@ const SCAN_BATCH = 500;
 const COMMAND_TIMEOUT_MS = 1_000;
 /** Heartbeats per replica timeout: a replica misses several before the others give up on it. */
 const BEATS_PER_TIMEOUT = 5;
+/** After a failed command on a live connection, how soon to check whether Redis answers again. */
+const RECOVER_CHECK_MS = 500;
+/** Longest a release, usage count or report waits for a take to carry it before it goes alone. */
+const PENDING_FLUSH_MS = 1;
+/** Usage counters are summed locally and sent this often. */
+const USAGE_FLUSH_MS = 1_000;
 
 type Message =
   | { origin: string; fact: StoredFact; freed?: undefined }
@@ -38,11 +46,18 @@ type Message =
 type Arg = string | number;
 type ScriptedRedis = Redis & {
   keypoolExtend(...args: Arg[]): Promise<number>;
-  keypoolTake(...args: Arg[]): Promise<[0, Refusal, number] | [1, number, number, number, number]>;
-  keypoolRelease(...args: Arg[]): Promise<number>;
-  keypoolReport(...args: Arg[]): Promise<number>;
+  keypoolTake(...args: Arg[]): Promise<[0, Refusal, number] | [1, ...number[]]>;
+  keypoolFlush(...args: Arg[]): Promise<number>;
   keypoolHeartbeat(...args: Arg[]): Promise<number>;
+  keypoolResetSlots(...args: Arg[]): Promise<number>;
 };
+
+interface PendingRelease {
+  readonly upstream: string;
+  readonly fingerprint: string;
+  n: number;
+  readonly maxConcurrent: number | undefined;
+}
 
 export interface RedisStoreOptions {
   url: string;
@@ -69,6 +84,16 @@ export class RedisStore implements StateStore {
   readonly #freedFns: ((upstream: string, fingerprint: string) => void)[] = [];
   readonly #reconnectFns: (() => void)[] = [];
   #heartbeat: NodeJS.Timeout | undefined;
+  /** This replica's slots by "<upstream>|<fp>", as it knows them: what Redis is reset to after doubt. */
+  readonly #held = new Map<string, number>();
+  readonly #releases = new Map<string, PendingRelease>();
+  /** Usage increments by "<usage key>\n<field>". */
+  readonly #usage = new Map<string, number>();
+  /** The newest report per scope key (by mark). */
+  readonly #reports = new Map<string, ReportRequest>();
+  #flushTimer: NodeJS.Timeout | undefined;
+  #usageTimer: NodeJS.Timeout | undefined;
+  #recoverTimer: NodeJS.Timeout | undefined;
   #healthy = false;
   #everReady = false;
   #downLogged = false;
@@ -93,10 +118,10 @@ export class RedisStore implements StateStore {
     // Commands issued in one tick (a take, two releases, a report) go out in one write.
     this.#cmd = new Redis(o.url, { ...options, enableAutoPipelining: true }) as ScriptedRedis;
     this.#cmd.defineCommand('keypoolExtend', { numberOfKeys: 2, lua: EXTEND_AND_PUBLISH });
-    this.#cmd.defineCommand('keypoolTake', { numberOfKeys: 6, lua: TAKE });
-    this.#cmd.defineCommand('keypoolRelease', { numberOfKeys: 4, lua: RELEASE });
-    this.#cmd.defineCommand('keypoolReport', { numberOfKeys: 1, lua: REPORT });
+    this.#cmd.defineCommand('keypoolTake', { numberOfKeys: 0, lua: TAKE });
+    this.#cmd.defineCommand('keypoolFlush', { numberOfKeys: 0, lua: FLUSH });
     this.#cmd.defineCommand('keypoolHeartbeat', { numberOfKeys: 2, lua: HEARTBEAT });
+    this.#cmd.defineCommand('keypoolResetSlots', { numberOfKeys: 1, lua: RESET_SLOTS });
     // A subscriber connection must queue its SUBSCRIBE until connected.
     this.#sub = new Redis(o.url, { ...options, enableOfflineQueue: true });
     this.#cmd.on('ready', () => this.#up());
@@ -172,75 +197,68 @@ export class RedisStore implements StateStore {
   }
 
   async take(req: TakeRequest): Promise<TakeResult> {
-    if (!this.#healthy) return { ok: 'local' };
     const { upstream, fingerprint, model, now, limits } = req;
-    const p = this.#prefix;
+    const field = `${upstream}|${fingerprint}`;
+    if (!this.#healthy) {
+      // Decided alone; still counted as held, so Redis learns of it when it returns.
+      this.#hold(field, 1);
+      return { ok: 'local' };
+    }
+    const slots = req.countInflight === true || limits.maxConcurrent !== undefined;
     try {
       const r = await this.#cmd.keypoolTake(
-        `${p}L:${upstream}:${fingerprint}`,
-        `${p}S:${upstream}:${fingerprint}:${model}`,
-        this.#replicas,
-        this.#slots,
-        `${p}rr:${upstream}`,
-        `${p}usage:${upstream}`,
-        now,
+        ...this.#ledgerHead(now, false),
+        upstream,
+        fingerprint,
+        model,
         req.tokens,
         limits.rpm ?? '',
         limits.tpm ?? '',
         limits.maxConcurrent ?? '',
-        now - this.#replicaTimeoutMs,
-        `${p}slots:`,
-        `${upstream}|${fingerprint}`,
-        this.#replicaTimeoutMs,
-        this.#origin,
-        `${fingerprint}:attempts`,
-        LEDGER_WINDOW_MS,
+        slots ? '1' : '',
       );
       if (r[0] === 0) return { ok: false, why: r[1], until: r[2] < 0 ? Infinity : r[2] };
-      return { ok: true, mark: { requests: r[1], tokens: r[2] }, inflight: r[3], ticket: r[4] };
+      if (slots) this.#hold(field, 1);
+      this.#count(upstream, `${fingerprint}:attempts`);
+      const [, sent = 0, sentTokens = 0, inflight = -1, ticket = 0] = r;
+      return {
+        ok: true,
+        mark: { requests: sent, tokens: sentTokens },
+        inflight: inflight < 0 ? undefined : inflight,
+        ticket,
+        requests: bucketAt(r, 5),
+        tokens: bucketAt(r, 9),
+      };
     } catch {
+      // The take may have landed without its answer: this replica's slots are reset once Redis answers.
       this.#down();
       return { ok: 'local' };
     }
   }
 
   release(req: ReleaseRequest): void {
-    if (!this.#healthy) return;
-    const freed = JSON.stringify({ origin: this.#origin, freed: { upstream: req.upstream, fingerprint: req.fingerprint } } satisfies Message);
-    this.#cmd
-      .keypoolRelease(
-        this.#slots,
-        `${this.#prefix}usage:${req.upstream}`,
-        this.#replicas,
-        this.#channel,
-        `${req.upstream}|${req.fingerprint}`,
-        req.outcome === undefined ? '' : `${req.fingerprint}:${req.outcome}`,
-        req.maxConcurrent ?? '',
-        this.#now() - this.#replicaTimeoutMs,
-        `${this.#prefix}slots:`,
-        this.#origin,
-        freed,
-      )
-      .catch(() => this.#down());
+    const field = `${req.upstream}|${req.fingerprint}`;
+    if (req.outcome !== undefined) this.#count(req.upstream, `${req.fingerprint}:${req.outcome}`);
+    const mine = this.#held.get(field) ?? 0;
+    if (mine === 0) return;
+    this.#hold(field, -1);
+    const pending = this.#releases.get(field);
+    if (pending !== undefined) pending.n++;
+    else this.#releases.set(field, { upstream: req.upstream, fingerprint: req.fingerprint, n: 1, maxConcurrent: req.maxConcurrent });
+    this.#scheduleFlush();
   }
 
   report(req: ReportRequest): void {
-    if (!this.#healthy) return;
-    this.#cmd
-      .keypoolReport(
-        `${this.#prefix}S:${req.upstream}:${req.fingerprint}:${req.model}`,
-        req.now,
-        req.mark.requests,
-        req.mark.tokens,
-        ...bucketArgs(req.requests),
-        ...bucketArgs(req.tokens),
-        LEDGER_WINDOW_MS,
-      )
-      .catch(() => this.#down());
+    const key = `${req.upstream}|${req.fingerprint}|${req.model}`;
+    const held = this.#reports.get(key);
+    if (held !== undefined && held.mark.requests > req.mark.requests) return;
+    this.#reports.set(key, req);
+    this.#scheduleFlush();
   }
 
   async usage(upstream: string): Promise<Record<string, Partial<KeyStats>>> {
     const out: Record<string, Partial<KeyStats>> = {};
+    await this.#flush(true);
     if (!this.#healthy) return out;
     try {
       for (const [field, value] of Object.entries(await this.#cmd.hgetall(`${this.#prefix}usage:${upstream}`))) {
@@ -254,18 +272,98 @@ export class RedisStore implements StateStore {
     return out;
   }
 
+  /** Leading ARGV of the ledger scripts, draining what is pending into them (usage only when asked). */
+  #ledgerHead(now: number, withUsage: boolean): Arg[] {
+    const args: Arg[] = [this.#prefix, this.#origin, now, this.#replicaTimeoutMs, this.#releases.size];
+    for (const r of this.#releases.values()) args.push(`${r.upstream}|${r.fingerprint}|${r.n}|${r.maxConcurrent ?? ''}`);
+    this.#releases.clear();
+    if (withUsage) {
+      args.push(this.#usage.size);
+      for (const [k, n] of this.#usage) {
+        const nl = k.indexOf('\n');
+        args.push(k.slice(0, nl), k.slice(nl + 1), n);
+      }
+      this.#usage.clear();
+    } else {
+      args.push(0);
+    }
+    args.push(this.#reports.size);
+    for (const r of this.#reports.values()) {
+      args.push(r.upstream, r.fingerprint, r.model, `${r.mark.requests},${r.mark.tokens},${bucketText(r.requests)},${bucketText(r.tokens)}`);
+    }
+    this.#reports.clear();
+    return args;
+  }
+
+  #hold(field: string, delta: number): void {
+    const n = (this.#held.get(field) ?? 0) + delta;
+    if (n > 0) this.#held.set(field, n);
+    else this.#held.delete(field);
+  }
+
+  /** Usage counts are summed here and sent once a second: nobody waits on them. */
+  #count(upstream: string, field: string): void {
+    const k = `${upstream}\n${field}`;
+    this.#usage.set(k, (this.#usage.get(k) ?? 0) + 1);
+    if (this.#usageTimer !== undefined) return;
+    this.#usageTimer = setTimeout(() => void this.#flush(true), USAGE_FLUSH_MS);
+    this.#usageTimer.unref();
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushTimer !== undefined) return;
+    this.#flushTimer = setTimeout(() => void this.#flush(false), PENDING_FLUSH_MS);
+    this.#flushTimer.unref();
+  }
+
+  /** Sends what is pending now if no take carried it first (usage counts too when `withUsage`). */
+  async #flush(withUsage: boolean): Promise<void> {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (withUsage) {
+      clearTimeout(this.#usageTimer);
+      this.#usageTimer = undefined;
+    }
+    if (this.#releases.size + this.#reports.size + (withUsage ? this.#usage.size : 0) === 0) return;
+    if (!this.#healthy) {
+      // Slots are reset from #held when Redis returns; counts and reports of an outage are let go.
+      this.#releases.clear();
+      this.#usage.clear();
+      this.#reports.clear();
+      return;
+    }
+    await this.#cmd.keypoolFlush(...this.#ledgerHead(this.#now(), withUsage)).catch(() => this.#down());
+  }
+
+  /** Makes Redis hold exactly this replica's slots. */
+  async #resetSlots(): Promise<void> {
+    const pairs: Arg[] = [];
+    for (const [field, n] of this.#held) pairs.push(field, n);
+    this.#releases.clear();
+    try {
+      await this.#cmd.keypoolResetSlots(this.#slots, this.#replicaTimeoutMs, ...pairs);
+    } catch {
+      this.#down();
+    }
+  }
+
   /** Stops as a crashed process would: no release, no goodbye (tests play a crash with it). */
   abandon(): void {
     this.#closing = true;
     clearInterval(this.#heartbeat);
+    clearTimeout(this.#flushTimer);
+    clearTimeout(this.#usageTimer);
+    clearTimeout(this.#recoverTimer);
     this.#cmd.disconnect();
     this.#sub.disconnect();
   }
 
   /** Leaves cleanly: this replica's slots are freed for the others at once. */
   async close(): Promise<void> {
+    await this.#flush(true);
     this.#closing = true;
     clearInterval(this.#heartbeat);
+    clearTimeout(this.#recoverTimer);
     if (this.#healthy) await this.#cmd.multi().del(this.#slots).zrem(this.#replicas, this.#origin).exec().catch(() => undefined);
     this.#cmd.disconnect();
     this.#sub.disconnect();
@@ -303,6 +401,7 @@ export class RedisStore implements StateStore {
     void this.#beat();
     if (this.#everReady) {
       this.#logger.warn('redis is back; resyncing pool state');
+      void this.#resetSlots();
       for (const fn of this.#reconnectFns) fn();
     } else {
       this.#logger.info('redis connected');
@@ -310,8 +409,27 @@ export class RedisStore implements StateStore {
     this.#everReady = true;
   }
 
+  /**
+   * A failed command does not always close the connection (a timeout, a script error): check back, and
+   * count Redis as back once it answers. A closed connection comes back through 'ready' instead.
+   */
+  async #tryRecover(): Promise<void> {
+    this.#recoverTimer = undefined;
+    if (this.#closing || this.#healthy || this.#cmd.status !== 'ready') return;
+    try {
+      await this.#cmd.ping();
+      this.#up();
+    } catch {
+      this.#down();
+    }
+  }
+
   #down(): void {
     this.#healthy = false;
+    if (!this.#closing && this.#recoverTimer === undefined) {
+      this.#recoverTimer = setTimeout(() => void this.#tryRecover(), RECOVER_CHECK_MS);
+      this.#recoverTimer.unref();
+    }
     // 'error' repeats on every reconnect attempt: say it once per outage.
     if (this.#closing || this.#downLogged) return;
     this.#downLogged = true;
@@ -319,8 +437,15 @@ export class RedisStore implements StateStore {
   }
 }
 
-function bucketArgs(b: BucketReport | undefined): Arg[] {
-  return b === undefined ? ['', '', '', ''] : [b.limit, b.remaining, b.resetAt, b.period];
+/** A bucket from a take's reply at `i`: limit (-1 = none), left, reset at, period. */
+function bucketAt(r: readonly number[], i: number): BucketReport | undefined {
+  const limit = r[i] ?? -1;
+  if (limit < 0) return undefined;
+  return { limit, remaining: r[i + 1] ?? 0, resetAt: r[i + 2] ?? 0, period: r[i + 3] ?? 0 };
+}
+
+function bucketText(b: BucketReport | undefined): string {
+  return b === undefined ? ',,,' : `${b.limit},${b.remaining},${b.resetAt},${b.period}`;
 }
 
 function parseStored(value: string): StoredFact | undefined {

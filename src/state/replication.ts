@@ -26,7 +26,8 @@ export class Replication {
   local(e: PoolEvent): void {
     if (e.type === 'cooldown') {
       if (!e.extended) return;
-      void this.#store.publish({ upstream: e.upstream, kind: 'cooldown', fingerprint: e.fingerprint, model: e.model, reason: e.reason, until: e.until });
+      const { upstream, fingerprint, model, reason, until, streak } = e;
+      void this.#store.publish({ upstream, kind: 'cooldown', fingerprint, model, reason, until, streak });
     } else {
       void this.#store.publish({ upstream: e.upstream, kind: 'disabled', fingerprint: e.fingerprint, reason: e.reason });
     }

@@ -27,6 +27,8 @@ export interface TakeRequest {
   readonly tokens: number;
   readonly limits: KeyLimits;
   readonly now: number;
+  /** Also count the key's slots over all replicas (least_inflight wants it; maxConcurrent always does). */
+  readonly countInflight?: boolean;
 }
 
 /** Why the store refused a key: a limit that frees at a time, or all in-flight slots taken. */
@@ -37,10 +39,13 @@ export type TakeResult =
       readonly ok: true;
       /** Requests and tokens sent on the key+model by all replicas, this one included: the report mark. */
       readonly mark: Mark;
-      /** In-flight attempts on the key across live replicas, this one included. */
-      readonly inflight: number;
+      /** In-flight attempts on the key across live replicas, this one included; undefined when not counted. */
+      readonly inflight: number | undefined;
       /** The upstream's round-robin ticket: consecutive over all replicas. */
       readonly ticket: number;
+      /** The key+model's shared buckets, `remaining` being what is left after this request. */
+      readonly requests: BucketReport | undefined;
+      readonly tokens: BucketReport | undefined;
     }
   /** `until` is when the limit frees (epoch ms); Infinity for `slots` (a release frees one). */
   | { readonly ok: false; readonly why: Refusal; readonly until: number }
@@ -98,7 +103,10 @@ export interface StateStore {
    * A refusal changes nothing. Never throws.
    */
   take(req: TakeRequest): Promise<TakeResult>;
-  /** The attempt is over: frees this replica's slot and counts its outcome. Fire and forget. */
+  /**
+   * The attempt is over: frees this replica's slot and counts its outcome. Fire and forget; the Redis
+   * store sends it with the next take (within a millisecond).
+   */
   release(req: ReleaseRequest): void;
   /** Records the upstream's rate-limit headers; a report older than the one held is dropped. Fire and forget. */
   report(req: ReportRequest): void;

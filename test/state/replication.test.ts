@@ -37,9 +37,16 @@ describe('Replication', () => {
     expect(b.usable).toBe(1);
     // Applied facts are not echoed back as news.
     expect(b.states()[0]!.stats.rateLimited).toBe(0);
+    // The streak travels with the cooldown: the next 429 at b backs off as the second in a row.
+    expect(b.streakOf(b.states()[0]!, 'gpt-4o')).toBe(1);
+    clock.advance(30_001);
+    a.cool(a1!, 'gpt-4o', clock.now() + 60_000, 'rate_limited', clock.now());
+    await new Promise((r) => setImmediate(r));
+    expect(b.streakOf(b.states()[0]!, 'gpt-4o')).toBe(2);
+    expect(b.states()[0]!.scopes.get('gpt-4o')!.cooldownUntil).toBe(clock.now() + 60_000);
 
     const c = await replica(hub, clock);
-    expect(c.states()[0]!.scopes.get('gpt-4o')!.cooldownUntil).toBe(clock.now() + 30_000);
+    expect(c.states()[0]!.scopes.get('gpt-4o')!.cooldownUntil).toBe(clock.now() + 60_000);
     expect(c.usable).toBe(1);
   });
 });

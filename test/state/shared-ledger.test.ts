@@ -21,10 +21,13 @@ afterEach(async () => {
   upstream.reset();
 });
 
-async function pair(keyOptions: Record<string, unknown>) {
+async function pair(keyOptions: Record<string, unknown>, o: { upstreamUrl?: string; strategy?: 'fill_first' } = {}) {
   const hub = new MemoryHub();
   const keys = KEYS.map((key) => ({ key, ...keyOptions }));
-  for (let i = 0; i < 2; i++) proxies.push(await startProxy({ upstreamUrl: upstream.url, keys, store: hub.client() }));
+  const upstreamUrl = o.upstreamUrl ?? upstream.url;
+  for (let i = 0; i < 2; i++) {
+    proxies.push(await startProxy({ upstreamUrl, keys, store: hub.client(), upstream: o.strategy ? { strategy: o.strategy } : {} }));
+  }
   return { a: proxies[0]!, b: proxies[1]!, hub };
 }
 
@@ -36,6 +39,16 @@ async function chat(base: string) {
   });
   await res.body.dump();
   return res.statusCode;
+}
+
+async function chatAttempts(base: string) {
+  const res = await request(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  await res.body.dump();
+  return { status: res.statusCode, key: res.headers['x-keypool-key'], attempts: Number(res.headers['x-keypool-attempts']) };
 }
 
 describe('a shared ledger across replicas', () => {
@@ -66,5 +79,19 @@ describe('a shared ledger across replicas', () => {
       [2, 2],
       [2, 2],
     ]);
+  });
+
+  it("the upstream's rate-limit buckets are shared: a key another replica used up is skipped, not tried", async () => {
+    // 3 requests per key per minute, told in x-ratelimit-* headers on every answer.
+    const limited = await startFakeUpstream({ rateLimit: { requests: 3, windowMs: 60_000 } });
+    try {
+      const { a, b } = await pair({}, { upstreamUrl: limited.url, strategy: 'fill_first' });
+      for (let i = 0; i < 3; i++) expect(await chatAttempts(a.url)).toMatchObject({ status: 200, key: 'openai-1', attempts: 1 });
+      // b has never used openai-1; fill_first would send there first. The shared bucket says it is spent.
+      expect(await chatAttempts(b.url)).toMatchObject({ status: 200, key: 'openai-2', attempts: 1 });
+      expect(limited.requests.filter((r) => r.key === KEYS[0])).toHaveLength(3);
+    } finally {
+      await limited.close();
+    }
   });
 });

@@ -123,6 +123,7 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
     tokens: 10,
     limits: {},
     now: h.now(),
+    countInflight: true,
     ...over,
   });
 
