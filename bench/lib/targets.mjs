@@ -15,12 +15,14 @@ export function assertBuilt() {
 }
 
 /**
- * The fake upstream in its own process (`keypool fake-upstream`), recording nothing.
- * @param {{ latencyMs: number, keysJson?: string, name?: string }} o
+ * The fake upstream in its own process (`keypool fake-upstream`), recording nothing. `rateLimit`
+ * ("REQUESTS/WINDOW_MS") makes it send x-ratelimit-* headers, as OpenAI does.
+ * @param {{ latencyMs: number, keysJson?: string, name?: string, rateLimit?: string }} o
  */
 export function startUpstream(o) {
   const args = [MAIN, 'fake-upstream', '--host', '127.0.0.1', '--port', '0', '--latency-ms', String(o.latencyMs), '--no-record'];
   if (o.keysJson) args.push('--keys-json', o.keysJson);
+  if (o.rateLimit) args.push('--rate-limit', o.rateLimit);
   return startNode({ name: o.name ?? `upstream-${o.latencyMs}ms`, args, ready: 'line', cwd: ROOT });
 }
 

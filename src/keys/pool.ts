@@ -333,10 +333,15 @@ export class KeyPool {
     const report = readReport(headers, now);
     if (report === undefined) return;
     this.#reporting++;
-    if (sharedMark !== undefined) {
-      this.#ledger?.report({ upstream: this.upstream, fingerprint: s.key.fingerprint, model, mark: sharedMark, ...report, now });
+    const scope = scopeOf(s.scopes, model);
+    const first = scope.requests === undefined && scope.tokens === undefined;
+    const learnt = observeReport(scope, report, mark);
+    // The store needs a bucket only near its end (admission) and once to start from: far from the limit
+    // every replica learns enough from its own responses, and reports would cost Redis work per request.
+    if (sharedMark !== undefined && this.#ledger !== undefined && (first || isTight(s, { model, tokens: 0 }, now))) {
+      this.#ledger.report({ upstream: this.upstream, fingerprint: s.key.fingerprint, model, mark: sharedMark, ...report, now });
     }
-    if (observeReport(scopeOf(s.scopes, model), report, mark)) this.#changed();
+    if (learnt) this.#changed();
   }
 
   streakOf(s: KeyState, model: string): number {
