@@ -156,7 +156,8 @@ export class WaitingRoom {
             const head = q[0];
             if (head === undefined) continue;
             const got = head.req.tryAcquire();
-            const state = got instanceof Promise ? await got : got;
+            // A store that fails answers "no key" (stores never reject; this keeps a bug from killing the process).
+            const state = got instanceof Promise ? await got.catch(() => undefined) : got;
             if (state === undefined) continue;
             if (head.settled) {
               // It left (timeout, abort) while the store was confirming: the key goes back.

@@ -199,12 +199,13 @@ export class RedisStore implements StateStore {
   async take(req: TakeRequest): Promise<TakeResult> {
     const { upstream, fingerprint, model, now, limits } = req;
     const field = `${upstream}|${fingerprint}`;
+    // Slots are tracked only where someone reads them: a key with maxConcurrent, a strategy comparing them.
+    const slots = req.countInflight === true || limits.maxConcurrent !== undefined;
     if (!this.#healthy) {
       // Decided alone; still counted as held, so Redis learns of it when it returns.
-      this.#hold(field, 1);
+      if (slots) this.#hold(field, 1);
       return { ok: 'local' };
     }
-    const slots = req.countInflight === true || limits.maxConcurrent !== undefined;
     try {
       const r = await this.#cmd.keypoolTake(
         ...this.#ledgerHead(now, false),
