@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { KeyStats } from '../keys/key-state.js';
+import { LedgerBatch, type Arg } from './ledger-batch.js';
 import { EXTEND_AND_PUBLISH, FLUSH, HEARTBEAT, RESET_SLOTS, TAKE } from './redis-scripts.js';
 import {
   DEFAULT_REPLICA_TIMEOUT_MS,
@@ -43,7 +44,6 @@ type Message =
   | { origin: string; fact: StoredFact; freed?: undefined }
   | { origin: string; fact?: undefined; freed: { upstream: string; fingerprint: string } };
 
-type Arg = string | number;
 type ScriptedRedis = Redis & {
   keypoolExtend(...args: Arg[]): Promise<number>;
   keypoolTake(...args: Arg[]): Promise<[0, Refusal, number] | [1, ...number[]]>;
@@ -52,12 +52,6 @@ type ScriptedRedis = Redis & {
   keypoolResetSlots(...args: Arg[]): Promise<number>;
 };
 
-interface PendingRelease {
-  readonly upstream: string;
-  readonly fingerprint: string;
-  n: number;
-  readonly maxConcurrent: number | undefined;
-}
 
 export interface RedisStoreOptions {
   url: string;
@@ -84,13 +78,7 @@ export class RedisStore implements StateStore {
   readonly #freedFns: ((upstream: string, fingerprint: string) => void)[] = [];
   readonly #reconnectFns: (() => void)[] = [];
   #heartbeat: NodeJS.Timeout | undefined;
-  /** This replica's slots by "<upstream>|<fp>", as it knows them: what Redis is reset to after doubt. */
-  readonly #held = new Map<string, number>();
-  readonly #releases = new Map<string, PendingRelease>();
-  /** Usage increments by "<usage key>\n<field>". */
-  readonly #usage = new Map<string, number>();
-  /** The newest report per scope key (by mark). */
-  readonly #reports = new Map<string, ReportRequest>();
+  readonly #batch = new LedgerBatch();
   #flushTimer: NodeJS.Timeout | undefined;
   #usageTimer: NodeJS.Timeout | undefined;
   #recoverTimer: NodeJS.Timeout | undefined;
@@ -198,12 +186,11 @@ export class RedisStore implements StateStore {
 
   async take(req: TakeRequest): Promise<TakeResult> {
     const { upstream, fingerprint, model, now, limits } = req;
-    const field = `${upstream}|${fingerprint}`;
     // Slots are tracked only where someone reads them: a key with maxConcurrent, a strategy comparing them.
     const slots = req.countInflight === true || limits.maxConcurrent !== undefined;
     if (!this.#healthy) {
       // Decided alone; still counted as held, so Redis learns of it when it returns.
-      if (slots) this.#hold(field, 1);
+      if (slots) this.#batch.hold(upstream, fingerprint);
       return { ok: 'local' };
     }
     try {
@@ -219,7 +206,7 @@ export class RedisStore implements StateStore {
         slots ? '1' : '',
       );
       if (r[0] === 0) return { ok: false, why: r[1], until: r[2] < 0 ? Infinity : r[2] };
-      if (slots) this.#hold(field, 1);
+      if (slots) this.#batch.hold(upstream, fingerprint);
       this.#count(upstream, `${fingerprint}:attempts`);
       const [, sent = 0, sentTokens = 0, inflight = -1, ticket = 0] = r;
       return {
@@ -238,22 +225,12 @@ export class RedisStore implements StateStore {
   }
 
   release(req: ReleaseRequest): void {
-    const field = `${req.upstream}|${req.fingerprint}`;
-    if (req.outcome !== undefined) this.#count(req.upstream, `${req.fingerprint}:${req.outcome}`);
-    const mine = this.#held.get(field) ?? 0;
-    if (mine === 0) return;
-    this.#hold(field, -1);
-    const pending = this.#releases.get(field);
-    if (pending !== undefined) pending.n++;
-    else this.#releases.set(field, { upstream: req.upstream, fingerprint: req.fingerprint, n: 1, maxConcurrent: req.maxConcurrent });
-    this.#scheduleFlush();
+    if (this.#batch.release(req)) this.#scheduleFlush();
+    if (req.outcome !== undefined) this.#scheduleUsage();
   }
 
   report(req: ReportRequest): void {
-    const key = `${req.upstream}|${req.fingerprint}|${req.model}`;
-    const held = this.#reports.get(key);
-    if (held !== undefined && held.mark.requests > req.mark.requests) return;
-    this.#reports.set(key, req);
+    this.#batch.report(req);
     this.#scheduleFlush();
   }
 
@@ -275,37 +252,16 @@ export class RedisStore implements StateStore {
 
   /** Leading ARGV of the ledger scripts, draining what is pending into them (usage only when asked). */
   #ledgerHead(now: number, withUsage: boolean): Arg[] {
-    const args: Arg[] = [this.#prefix, this.#origin, now, this.#replicaTimeoutMs, this.#releases.size];
-    for (const r of this.#releases.values()) args.push(`${r.upstream}|${r.fingerprint}|${r.n}|${r.maxConcurrent ?? ''}`);
-    this.#releases.clear();
-    if (withUsage) {
-      args.push(this.#usage.size);
-      for (const [k, n] of this.#usage) {
-        const nl = k.indexOf('\n');
-        args.push(k.slice(0, nl), k.slice(nl + 1), n);
-      }
-      this.#usage.clear();
-    } else {
-      args.push(0);
-    }
-    args.push(this.#reports.size);
-    for (const r of this.#reports.values()) {
-      args.push(r.upstream, r.fingerprint, r.model, `${r.mark.requests},${r.mark.tokens},${bucketText(r.requests)},${bucketText(r.tokens)}`);
-    }
-    this.#reports.clear();
-    return args;
-  }
-
-  #hold(field: string, delta: number): void {
-    const n = (this.#held.get(field) ?? 0) + delta;
-    if (n > 0) this.#held.set(field, n);
-    else this.#held.delete(field);
+    return [this.#prefix, this.#origin, now, this.#replicaTimeoutMs, ...this.#batch.drain(withUsage)];
   }
 
   /** Usage counts are summed here and sent once a second: nobody waits on them. */
   #count(upstream: string, field: string): void {
-    const k = `${upstream}\n${field}`;
-    this.#usage.set(k, (this.#usage.get(k) ?? 0) + 1);
+    this.#batch.count(upstream, field);
+    this.#scheduleUsage();
+  }
+
+  #scheduleUsage(): void {
     if (this.#usageTimer !== undefined) return;
     this.#usageTimer = setTimeout(() => void this.#flush(true), USAGE_FLUSH_MS);
     this.#usageTimer.unref();
@@ -325,12 +281,10 @@ export class RedisStore implements StateStore {
       clearTimeout(this.#usageTimer);
       this.#usageTimer = undefined;
     }
-    if (this.#releases.size + this.#reports.size + (withUsage ? this.#usage.size : 0) === 0) return;
+    if (!this.#batch.pending(withUsage)) return;
     if (!this.#healthy) {
-      // Slots are reset from #held when Redis returns; counts and reports of an outage are let go.
-      this.#releases.clear();
-      this.#usage.clear();
-      this.#reports.clear();
+      // Slots are rewritten from the batch's count when Redis returns; counts and reports of an outage go.
+      this.#batch.drop(withUsage);
       return;
     }
     await this.#cmd.keypoolFlush(...this.#ledgerHead(this.#now(), withUsage)).catch(() => this.#down());
@@ -338,11 +292,9 @@ export class RedisStore implements StateStore {
 
   /** Makes Redis hold exactly this replica's slots. */
   async #resetSlots(): Promise<void> {
-    const pairs: Arg[] = [];
-    for (const [field, n] of this.#held) pairs.push(field, n);
-    this.#releases.clear();
+    this.#batch.drop(false);
     try {
-      await this.#cmd.keypoolResetSlots(this.#slots, this.#replicaTimeoutMs, ...pairs);
+      await this.#cmd.keypoolResetSlots(this.#slots, this.#replicaTimeoutMs, ...this.#batch.heldPairs());
     } catch {
       this.#down();
     }
@@ -445,9 +397,6 @@ function bucketAt(r: readonly number[], i: number): BucketReport | undefined {
   return { limit, remaining: r[i + 1] ?? 0, resetAt: r[i + 2] ?? 0, period: r[i + 3] ?? 0 };
 }
 
-function bucketText(b: BucketReport | undefined): string {
-  return b === undefined ? ',,,' : `${b.limit},${b.remaining},${b.resetAt},${b.period}`;
-}
 
 function parseStored(value: string): StoredFact | undefined {
   const bar = value.indexOf('|');
