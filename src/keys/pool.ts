@@ -20,6 +20,8 @@ import {
 } from './key-state.js';
 import type { HeaderBag } from './rate-limit-headers.js';
 import { restoreKey, restoreScopes, snapshotKey, snapshotScopes, type PoolSnapshot } from './pool-snapshot.js';
+import { StickySessions } from './sessions.js';
+import { applyFact, extend, factsOf, type SharedFact } from './shared-facts.js';
 import { STRATEGY, type ChoiceContext, type Strategy, type StrategyName } from './strategies.js';
 import type { Refusal, StateStore, TakeResult, UsageCounter } from '../state/store.js';
 
@@ -57,18 +59,7 @@ export type PoolEvent =
     }
   | { type: 'disabled'; upstream: string; key: string; fingerprint: string; reason: DisableReason };
 
-/** A fact about a key learnt elsewhere (another replica, via the shared store). */
-export type SharedFact =
-  | {
-      kind: 'cooldown';
-      fingerprint: string;
-      model: string;
-      reason: CoolReason;
-      until: number;
-      /** The failure streak behind it, so the next replica to be refused backs off further. */
-      streak?: number | undefined;
-    }
-  | { kind: 'disabled'; fingerprint: string; reason: DisableReason };
+export type { SharedFact } from './shared-facts.js';
 
 export type PoolListener = (event: PoolEvent) => void;
 
@@ -107,8 +98,7 @@ export class KeyPool {
   readonly #probeAfterMs: number;
   readonly #listener: PoolListener | undefined;
   readonly #groups = new Map<string, Map<string, Scope>>();
-  readonly #sessions = new Map<string, KeyState>();
-  readonly #maxSessions: number;
+  readonly #sessions: StickySessions;
   readonly #watchers = new Set<() => void>();
   readonly #byFingerprint: ReadonlyMap<string, KeyState>;
   readonly #ledger: Ledger | undefined;
@@ -142,7 +132,7 @@ export class KeyPool {
     this.#strategy = STRATEGY[options.strategy ?? 'round_robin'];
     this.#random = options.random ?? Math.random;
     this.#probeAfterMs = options.probeAfterMs ?? 60_000;
-    this.#maxSessions = options.maxSessions ?? 0;
+    this.#sessions = new StickySessions(options.maxSessions ?? 0);
     this.#listener = options.listener;
     this.#ledger = options.ledger;
     this.#countInflight = options.strategy === 'least_inflight' || options.strategy === 'headroom';
@@ -185,7 +175,7 @@ export class KeyPool {
     this.#avoiding = req.avoidGroups !== undefined && req.avoidGroups.size > 0;
 
     let chosen: KeyState | undefined;
-    const sticky = req.session !== undefined && this.#maxSessions > 0 ? this.#sessions.get(req.session) : undefined;
+    const sticky = req.session === undefined ? undefined : this.#sessions.get(req.session);
     if (sticky !== undefined && this.#eligible(sticky)) chosen = sticky;
     if (chosen === undefined) {
       this.#ctx.start = this.#cursor;
@@ -199,7 +189,7 @@ export class KeyPool {
     if (chosen === undefined) return undefined;
 
     this.#cursor = (chosen.index + 1) % this.#states.length;
-    if (req.session !== undefined && this.#maxSessions > 0) this.#remember(req.session, chosen);
+    if (req.session !== undefined) this.#sessions.remember(req.session, chosen);
     if (chosen.probePending) chosen.probing = true;
     chosen.inflight++;
     chosen.stats.attempts++;
@@ -408,40 +398,14 @@ export class KeyPool {
   applyShared(f: SharedFact, now: number): string | undefined {
     const s = this.#byFingerprint.get(f.fingerprint);
     if (s === undefined) return undefined;
-    if (f.kind === 'disabled') {
-      if (s.disabled === undefined) {
-        s.disabled = f.reason;
-        this.#usable--;
-      }
-    } else if (f.until > now) {
-      const group = this.#groupOf(s);
-      if (f.reason === 'rate_limited') {
-        const scope = scopeOf(s.scopes, f.model);
-        extend(scope, f.until, f.reason);
-        scope.streak = Math.max(scope.streak, f.streak ?? 0);
-        if (group) extend(scopeOf(group, f.model), f.until, f.reason);
-      } else {
-        s.creditUntil = Math.max(s.creditUntil, f.until);
-        if (group) extend(scopeOf(group, ''), f.until, f.reason);
-      }
-      if (f.until - now >= this.#probeAfterMs) s.probePending = true;
-    }
+    if (applyFact(s, this.#groupOf(s), f, now, this.#probeAfterMs)) this.#usable--;
     this.#changed();
     return s.key.name;
   }
 
   /** Facts worth sharing that hold now: active cooldowns and disabled keys (for a resync). */
   sharedFacts(now: number): SharedFact[] {
-    const out: SharedFact[] = [];
-    for (const s of this.#states) {
-      const fingerprint = s.key.fingerprint;
-      if (s.disabled !== undefined) out.push({ kind: 'disabled', fingerprint, reason: s.disabled });
-      if (s.creditUntil > now) out.push({ kind: 'cooldown', fingerprint, model: '', reason: 'out_of_credit', until: s.creditUntil });
-      for (const [model, sc] of s.scopes) {
-        if (sc.cooldownUntil > now) out.push({ kind: 'cooldown', fingerprint, model, reason: 'rate_limited', until: sc.cooldownUntil, streak: sc.streak });
-      }
-    }
-    return out;
+    return factsOf(this.#states, now);
   }
 
   serverError(s: KeyState): void {
@@ -451,16 +415,6 @@ export class KeyPool {
   #groupOf(s: KeyState): Map<string, Scope> | undefined {
     const g = s.key.options.group;
     return g === undefined ? undefined : this.#groups.get(g);
-  }
-
-  #remember(session: string, s: KeyState): void {
-    // Map keeps insertion order: delete + set moves the session to the newest end.
-    this.#sessions.delete(session);
-    this.#sessions.set(session, s);
-    if (this.#sessions.size > this.#maxSessions) {
-      const oldest = this.#sessions.keys().next();
-      if (!oldest.done) this.#sessions.delete(oldest.value);
-    }
   }
 
   /** The state worth keeping across a restart (no secrets: keys by fingerprint). */
@@ -493,9 +447,3 @@ export class KeyPool {
   }
 }
 
-function extend(scope: Scope, until: number, reason: CoolReason): boolean {
-  if (until <= scope.cooldownUntil) return false;
-  scope.cooldownUntil = until;
-  scope.reason = reason;
-  return true;
-}
