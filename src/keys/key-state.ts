@@ -130,9 +130,16 @@ export function newScope(): Scope {
   return { cooldownUntil: 0, reason: undefined, streak: 0, requests: undefined, tokens: undefined, sent: 0, sentTokens: 0, heldUntil: 0 };
 }
 
+/**
+ * Models tracked per key (or group). Model names come from clients: past this many, further models
+ * share the key-wide scope '' instead of growing memory without bound (stricter, never looser).
+ */
+export const MAX_SCOPES = 512;
+
 export function scopeOf(scopes: Map<string, Scope>, model: string): Scope {
   let s = scopes.get(model);
   if (s === undefined) {
+    if (scopes.size >= MAX_SCOPES && model !== '') return scopeOf(scopes, '');
     s = newScope();
     scopes.set(model, s);
   }

@@ -12,6 +12,8 @@ export interface RequestInfo {
 
 /** Bodies larger than this are not parsed: scheduling falls back to "any model". */
 export const PARSE_LIMIT_BYTES = 4 * 1024 * 1024;
+/** Longest model name tracked as its own rate-limit scope. */
+export const MAX_MODEL_CHARS = 256;
 /** OpenAI's rule of thumb: about four bytes of English text per token. */
 const BYTES_PER_TOKEN = 4;
 
@@ -28,7 +30,8 @@ export function requestInfo(body: Buffer | undefined, contentType: string | unde
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return NOTHING;
   const o = parsed as Record<string, unknown>;
-  const model = typeof o.model === 'string' ? o.model : '';
+  // Real model names are short; a longer one is scheduled as "any model" rather than tracked.
+  const model = typeof o.model === 'string' && o.model.length <= MAX_MODEL_CHARS ? o.model : '';
   const maxOut = firstNumber(o.max_completion_tokens, o.max_tokens, o.max_output_tokens);
   const tokens = maxOut + Math.ceil(body.length / BYTES_PER_TOKEN);
   let sessionFromBody: string | undefined;
