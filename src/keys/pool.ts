@@ -269,8 +269,10 @@ export class KeyPool {
     // Less headroom can let no waiter through: nothing to announce.
     if (r.requests !== undefined || r.tokens !== undefined) adoptShared(scopeOf(s.scopes, demand.model), r, now);
     if (r.inflight !== undefined) s.remoteInflight = Math.max(0, r.inflight - s.inflight);
-    // Tickets are consecutive over all replicas: starting there spreads round robin across them too.
-    this.#cursor = r.ticket % this.#states.length;
+    // Tickets are consecutive over all replicas: starting there spreads round robin across them too. Only
+    // when no other request moved the cursor since this one: a late answer must not send it back.
+    const n = this.#states.length;
+    if (this.#cursor === (s.index + 1) % n) this.#cursor = r.ticket % n;
   }
 
   /** Key-wide limits hold the key for every model; the upstream's buckets only for this one. */

@@ -113,4 +113,23 @@ describe('KeyPool with a shared store', () => {
     p.end(c.s);
     expect((await confirmNow(p, 1)).settled()).toBe('pending');
   });
+
+  it('round robin starts at the shared ticket, unless a late answer would send the cursor back', async () => {
+    const { ledger, takes } = handLedger();
+    const p = pool(ledger, {}, 4);
+    learn(p, HEADERS, 0);
+    const a = await confirmNow(p, 0);
+    expect(a.s.key.name).toBe('k1');
+    // Answered at once: the fleet's ticket 7 says start at key 7 % 4 = k4.
+    takes[0]!.answer({ ...GRANT, ticket: 7 });
+    await Promise.resolve();
+    const b = await confirmNow(p, 0);
+    expect(b.s.key.name).toBe('k4');
+    const c = await confirmNow(p, 0);
+    expect(c.s.key.name).toBe('k1');
+    // b's answer comes after c was chosen: ignored, the cursor stays after c.
+    takes[1]!.answer({ ...GRANT, ticket: 8 });
+    await Promise.resolve();
+    expect((await confirmNow(p, 0)).s.key.name).toBe('k2');
+  });
 });
