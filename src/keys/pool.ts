@@ -37,8 +37,11 @@ export interface Granted {
   mark: Mark | undefined;
 }
 
-/** After a refusal for a full key, look again this soon even if no "freed" message arrives. */
-export const SLOT_RECHECK_MS = 1_000;
+/**
+ * After a refusal for a full key, look again this soon even if no "freed" message arrives (one can pass
+ * the refusal on the wire and find no hold to lift).
+ */
+export const SLOT_RECHECK_MS = 250;
 /** This many responses without a rate-limit header: the upstream sends none, do not wait to learn them. */
 const HEADERLESS_AFTER = 20;
 
