@@ -64,6 +64,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       strategy: u.strategy,
       random,
       probeAfterMs: config.cooldown.probeAfterMs,
+      // A probe is over by the request deadline at the latest.
+      probeLeaseMs: config.retry.timeoutMs,
       maxSessions: u.sticky?.maxSessions ?? 0,
       listener,
       ledger: store,

@@ -69,6 +69,15 @@ export interface Scope {
    * not a cooldown, never persisted or published, no streak.
    */
   heldUntil: number;
+  /** What the latest-ending hold waits for: only a slot hold is lifted by a "freed" message. */
+  heldFor: 'slots' | 'limit';
+  /** The last long cooldown of this scope has not been followed by a successful probe yet. */
+  probePending: boolean;
+  /**
+   * A probe is in flight until its answer, at the latest until then (a lease: a probe whose end is never
+   * reported cannot block the scope for good). 0: none. While it runs nobody else may use the scope.
+   */
+  probeUntil: number;
 }
 
 /** A local fixed window for hand-set rpm/tpm. */
@@ -93,10 +102,6 @@ export interface KeyState {
   disabled: DisableReason | undefined;
   /** Out of credit until then (key-wide). Only ever moves later. */
   creditUntil: number;
-  /** The last long cooldown has not been followed by a successful probe yet. */
-  probePending: boolean;
-  /** A probe request is in flight: nobody else may use the key. */
-  probing: boolean;
   inflight: number;
   /** In-flight attempts on this key at other replicas, as of the last shared take (least_inflight). */
   remoteInflight: number;
@@ -115,8 +120,6 @@ export function newKeyState(key: Key, index: number): KeyState {
     index,
     disabled: undefined,
     creditUntil: 0,
-    probePending: false,
-    probing: false,
     inflight: 0,
     remoteInflight: 0,
     scopes: new Map(),
@@ -127,7 +130,19 @@ export function newKeyState(key: Key, index: number): KeyState {
 }
 
 export function newScope(): Scope {
-  return { cooldownUntil: 0, reason: undefined, streak: 0, requests: undefined, tokens: undefined, sent: 0, sentTokens: 0, heldUntil: 0 };
+  return {
+    cooldownUntil: 0,
+    reason: undefined,
+    streak: 0,
+    requests: undefined,
+    tokens: undefined,
+    sent: 0,
+    sentTokens: 0,
+    heldUntil: 0,
+    heldFor: 'limit',
+    probePending: false,
+    probeUntil: 0,
+  };
 }
 
 /**
@@ -178,9 +193,27 @@ export function blockedUntil(s: KeyState, d: Demand, now: number, groupScopes: M
     until = Math.max(until, s.tpm.start + WINDOW_MS);
   }
   if (until > now) return until;
-  if (s.probing) return Infinity;
+  if (probing(s.scopes.get(''), now) || (d.model !== '' && probing(s.scopes.get(d.model), now))) return Infinity;
   if (o.maxConcurrent !== undefined && s.inflight >= o.maxConcurrent) return Infinity;
   return 0;
+}
+
+function probing(scope: Scope | undefined, now: number): boolean {
+  return scope !== undefined && scope.probePending && scope.probeUntil > now;
+}
+
+/**
+ * Makes the request just chosen for this key the probe of a scope that owes one (key-wide first, then
+ * the model's), leased until `leaseEnd`. Returns that scope, or undefined when no probe is owed.
+ */
+export function claimProbe(s: KeyState, d: Demand, now: number, leaseEnd: number): Scope | undefined {
+  for (const scope of [s.scopes.get(''), d.model === '' ? undefined : s.scopes.get(d.model)]) {
+    if (scope !== undefined && scope.probePending && scope.probeUntil <= now) {
+      scope.probeUntil = leaseEnd;
+      return scope;
+    }
+  }
+  return undefined;
 }
 
 /** Share of the key's limit left for this model, 0..1; 1 when nothing is known (an unused key is worth a try). */

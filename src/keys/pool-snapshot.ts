@@ -44,22 +44,29 @@ export function snapshotKey(s: KeyState, now: number): KeySnapshot {
   };
 }
 
-/** Applies saved scopes: cooldowns only ever extend, streaks take the larger. */
-export function restoreScopes(scopes: Map<string, Scope>, saved: Record<string, ScopeSnapshot> | undefined, now: number): void {
+/**
+ * Applies saved scopes: cooldowns only ever extend, streaks take the larger. A cooldown still at least
+ * `probeAfterMs` long ends with a probe, as it would have before the restart.
+ */
+export function restoreScopes(scopes: Map<string, Scope>, saved: Record<string, ScopeSnapshot> | undefined, now: number, probeAfterMs: number): void {
   for (const [model, snap] of Object.entries(saved ?? {})) {
     const sc = scopeOf(scopes, model);
     if (snap.cooldownUntil > now && snap.cooldownUntil > sc.cooldownUntil) {
       sc.cooldownUntil = snap.cooldownUntil;
       sc.reason = 'rate_limited';
+      if (snap.cooldownUntil - now >= probeAfterMs) sc.probePending = true;
     }
     sc.streak = Math.max(sc.streak, snap.streak);
   }
 }
 
 /** Applies a saved key; returns whether it disabled the key. */
-export function restoreKey(s: KeyState, snap: KeySnapshot, now: number): boolean {
-  if (snap.creditUntil !== undefined && snap.creditUntil > now) s.creditUntil = Math.max(s.creditUntil, snap.creditUntil);
-  restoreScopes(s.scopes, snap.scopes, now);
+export function restoreKey(s: KeyState, snap: KeySnapshot, now: number, probeAfterMs: number): boolean {
+  if (snap.creditUntil !== undefined && snap.creditUntil > now && snap.creditUntil > s.creditUntil) {
+    s.creditUntil = snap.creditUntil;
+    if (snap.creditUntil - now >= probeAfterMs) scopeOf(s.scopes, '').probePending = true;
+  }
+  restoreScopes(s.scopes, snap.scopes, now, probeAfterMs);
   const st = s.stats;
   st.attempts += snap.stats.attempts;
   st.successes += snap.stats.successes;

@@ -3,6 +3,7 @@
 import type { Key } from './key.js';
 import {
   blockedUntil,
+  claimProbe,
   countRequest,
   adoptShared,
   headroomOf,
@@ -46,6 +47,8 @@ export const SLOT_RECHECK_MS = 250;
 const HEADERLESS_AFTER = 20;
 
 export type { CoolReason, Demand, DisableReason, KeyState, KeyStats, Mark } from './key-state.js';
+/** The scope whose probe an attempt is (see `lastProbe`); opaque to callers. */
+export type Probe = Scope;
 
 export type PoolEvent =
   | {
@@ -73,6 +76,8 @@ export interface PoolOptions {
   random?: () => number;
   /** A cooldown at least this long ends with a single probe request. @default 60000 */
   probeAfterMs?: number;
+  /** Longest a probe may hold its scope if its end is never reported (the request deadline). @default 600000 */
+  probeLeaseMs?: number;
   /** Sessions remembered for sticky routing; 0 turns stickiness off. @default 0 */
   maxSessions?: number;
   listener?: PoolListener;
@@ -99,6 +104,7 @@ export class KeyPool {
   readonly #strategy: Strategy;
   readonly #random: () => number;
   readonly #probeAfterMs: number;
+  readonly #probeLeaseMs: number;
   readonly #listener: PoolListener | undefined;
   readonly #groups = new Map<string, Map<string, Scope>>();
   readonly #sessions: StickySessions;
@@ -113,6 +119,7 @@ export class KeyPool {
   #reporting = 0;
   #usable: number;
   #lastMark: Mark = { requests: 0, tokens: 0 };
+  #lastProbe: Probe | undefined;
   // One context serves every acquire (strategies run synchronously), so choosing a key allocates nothing.
   #req: AcquireRequest = NO_REQUEST;
   #avoiding = false;
@@ -135,6 +142,7 @@ export class KeyPool {
     this.#strategy = STRATEGY[options.strategy ?? 'round_robin'];
     this.#random = options.random ?? Math.random;
     this.#probeAfterMs = options.probeAfterMs ?? 60_000;
+    this.#probeLeaseMs = options.probeLeaseMs ?? 600_000;
     this.#sessions = new StickySessions(options.maxSessions ?? 0);
     this.#listener = options.listener;
     this.#ledger = options.ledger;
@@ -189,11 +197,12 @@ export class KeyPool {
       }
     }
     this.#req = NO_REQUEST;
+    this.#lastProbe = undefined;
     if (chosen === undefined) return undefined;
 
     this.#cursor = (chosen.index + 1) % this.#states.length;
     if (req.session !== undefined) this.#sessions.remember(req.session, chosen);
-    if (chosen.probePending) chosen.probing = true;
+    this.#lastProbe = claimProbe(chosen, demand, now, now + this.#probeLeaseMs);
     chosen.inflight++;
     chosen.stats.attempts++;
     this.#lastMark = countRequest(chosen, demand, now);
@@ -281,15 +290,19 @@ export class KeyPool {
   /** Key-wide limits hold the key for every model; the upstream's buckets only for this one. */
   #refused(s: KeyState, demand: Demand, why: Refusal, until: number, now: number): void {
     const scope = scopeOf(s.scopes, why === 'requests' || why === 'tokens' ? demand.model : '');
-    scope.heldUntil = Math.max(scope.heldUntil, Number.isFinite(until) ? until : now + SLOT_RECHECK_MS);
+    const end = Number.isFinite(until) ? until : now + SLOT_RECHECK_MS;
+    if (end >= scope.heldUntil) {
+      scope.heldUntil = end;
+      scope.heldFor = why === 'slots' ? 'slots' : 'limit';
+    }
     this.#changed();
   }
 
-  /** A slot of a full key was freed at some replica: lift this replica's hold on it. */
+  /** A slot of a full key was freed at some replica: lift this replica's hold on it (not an rpm/tpm hold). */
   freed(fingerprint: string): void {
     const s = this.#byFingerprint.get(fingerprint);
     const scope = s?.scopes.get('');
-    if (scope === undefined || scope.heldUntil === 0) return;
+    if (scope === undefined || scope.heldUntil === 0 || scope.heldFor !== 'slots') return;
     scope.heldUntil = 0;
     this.#changed();
   }
@@ -297,18 +310,20 @@ export class KeyPool {
   /** The attempt with this key is over (answered, failed or cancelled); `outcome` feeds shared usage counters. */
   end(s: KeyState, outcome?: UsageCounter): void {
     s.inflight = Math.max(0, s.inflight - 1);
-    s.probing = false;
     this.#ledger?.release({ upstream: this.upstream, fingerprint: s.key.fingerprint, outcome, maxConcurrent: s.key.options.maxConcurrent });
     this.#changed();
   }
 
-  /** Undoes what `acquire` counted for a key the shared store refused. */
+  /** Undoes what `acquire` counted for a key the shared store refused (the caller ends its probe). */
   #giveBack(s: KeyState, demand: Demand): void {
     s.inflight = Math.max(0, s.inflight - 1);
-    s.probing = false;
     s.stats.attempts--;
     s.rpm.count = Math.max(0, s.rpm.count - 1);
     s.tpm.count = Math.max(0, s.tpm.count - demand.tokens);
+    // The scope's counts are what its buckets are measured against: a request never sent must not use them up.
+    const scope = scopeOf(s.scopes, demand.model);
+    scope.sent = Math.max(0, scope.sent - 1);
+    scope.sentTokens = Math.max(0, scope.sentTokens - demand.tokens);
   }
 
   /**
@@ -317,6 +332,26 @@ export class KeyPool {
    */
   get lastMark(): Mark {
     return this.#lastMark;
+  }
+
+  /**
+   * The scope the request just acquired probes, if it is a probe (read it with `lastMark`). Hand it to
+   * `probeOver` once the attempt is answered, failed, refused or given back.
+   */
+  get lastProbe(): Probe | undefined {
+    return this.#lastProbe;
+  }
+
+  /**
+   * A probe's answer is in: the scope is open to everyone again, and owes no more probes if it succeeded
+   * (a failure that cools the key again owes a new one through `cool`). Called at the response's head,
+   * not its end: a successful probe's stream must not keep the key from others.
+   */
+  probeOver(probe: Probe | undefined, ok: boolean): void {
+    if (probe === undefined) return;
+    probe.probeUntil = 0;
+    if (ok) probe.probePending = false;
+    this.#changed();
   }
 
   /**
@@ -346,7 +381,6 @@ export class KeyPool {
   succeeded(s: KeyState, model: string): void {
     const scope = s.scopes.get(model);
     if (scope) scope.streak = 0;
-    s.probePending = false;
     s.stats.successes++;
   }
 
@@ -358,9 +392,10 @@ export class KeyPool {
     const group = this.#groupOf(s);
     let extended: boolean;
     let streak = 0;
+    let scope: Scope;
     if (reason === 'rate_limited') {
       s.stats.rateLimited++;
-      const scope = scopeOf(s.scopes, model);
+      scope = scopeOf(s.scopes, model);
       // Requests already in flight when the first 429 cooled the key come back 429 too; they are the same
       // event, not a longer streak (else one burst would push the backoff to its ceiling).
       if (scope.cooldownUntil <= now) scope.streak++;
@@ -369,11 +404,13 @@ export class KeyPool {
       if (group) extend(scopeOf(group, model), until, reason);
     } else {
       s.stats.outOfCredit++;
+      scope = scopeOf(s.scopes, '');
       extended = until > s.creditUntil;
       if (extended) s.creditUntil = until;
       if (group) extend(scopeOf(group, ''), until, reason);
     }
-    if (until - now >= this.#probeAfterMs) s.probePending = true;
+    // The probe is owed where the limit was hit: this model's scope, or key-wide for credit.
+    if (until - now >= this.#probeAfterMs) scope.probePending = true;
     this.#listener?.({
       type: 'cooldown',
       upstream: this.upstream,
@@ -438,11 +475,12 @@ export class KeyPool {
   restore(snap: PoolSnapshot, now: number): void {
     for (const [fp, k] of Object.entries(snap.keys)) {
       const s = this.#byFingerprint.get(fp);
-      if (s !== undefined && restoreKey(s, k, now)) this.#usable--;
+      if (s !== undefined && restoreKey(s, k, now, this.#probeAfterMs)) this.#usable--;
     }
     for (const [name, scopes] of Object.entries(snap.groups ?? {})) {
       const g = this.#groups.get(name);
-      if (g !== undefined) restoreScopes(g, scopes, now);
+      // Group scopes are never chosen, so never probed.
+      if (g !== undefined) restoreScopes(g, scopes, now, Infinity);
     }
     this.#changed();
   }

@@ -35,16 +35,18 @@ export function applyFact(s: KeyState, group: Map<string, Scope> | undefined, f:
     return true;
   }
   if (f.until <= now) return false;
+  let scope: Scope;
   if (f.reason === 'rate_limited') {
-    const scope = scopeOf(s.scopes, f.model);
+    scope = scopeOf(s.scopes, f.model);
     extend(scope, f.until, f.reason);
     scope.streak = Math.max(scope.streak, f.streak ?? 0);
     if (group) extend(scopeOf(group, f.model), f.until, f.reason);
   } else {
+    scope = scopeOf(s.scopes, '');
     s.creditUntil = Math.max(s.creditUntil, f.until);
     if (group) extend(scopeOf(group, ''), f.until, f.reason);
   }
-  if (f.until - now >= probeAfterMs) s.probePending = true;
+  if (f.until - now >= probeAfterMs) scope.probePending = true;
   return false;
 }
 

@@ -1,7 +1,8 @@
 // The waiting room: requests that no key can take now wait here, bounded in number and time, and are
 // handed a key the moment one frees up (a cooldown ends, a slot frees, headers report headroom).
-// Served in fair order across clients: each pass gives every waiting client's oldest request one
-// chance, so one agent with 500 queued requests does not starve one with 5.
+// Served in fair order across clients: each pass serves each waiting client at most one request, so one
+// agent with 500 queued requests does not starve one with 5. Within a client, requests for one model go
+// in order; a request for a model that has a free key does not wait behind one for a model that has none.
 import type { Clock } from '../clock.js';
 import type { KeyPool, KeyState } from './pool.js';
 import type { Demand } from './key-state.js';
@@ -19,14 +20,29 @@ export interface WaitRequest {
    * when a shared store confirms the choice: the room waits for it before serving the next client.
    */
   readonly tryAcquire: () => KeyState | undefined | Promise<KeyState | undefined>;
+  /** Returns a key `tryAcquire` took after the request left (timed out or aborted while a store confirmed). */
+  readonly giveBack: (state: KeyState) => void;
 }
 
-export type WaitResult = { readonly kind: 'acquired'; readonly state: KeyState } | { readonly kind: 'timeout' } | { readonly kind: 'full' };
+export type WaitResult =
+  | { readonly kind: 'acquired'; readonly state: KeyState }
+  | { readonly kind: 'timeout' }
+  | { readonly kind: 'full' }
+  /** Every key is disabled: nothing will ever free up, so waiting on is pointless. */
+  | { readonly kind: 'no_keys' };
+
+/**
+ * Per client and pass, the room looks this far into the client's queue for requests of other models,
+ * and tries at most this many models: bounded work per pass whatever the queue length.
+ */
+const SCAN_DEPTH = 64;
+const MAX_MODELS_PER_PASS = 4;
 
 interface Waiter {
   readonly req: WaitRequest;
   /** Timed out, aborted or served: no longer in the room. */
   settled: boolean;
+  /** Serves the request (a key) or sends it away (no keys). */
   readonly resolve: (r: WaitResult) => void;
   readonly cleanup: () => void;
 }
@@ -38,6 +54,8 @@ export interface WaitingRoomMetrics {
   served: number;
   timedOut: number;
   rejectedFull: number;
+  /** Sent away at once because every key was disabled while they waited. */
+  noKeys: number;
   /** Total ms spent waiting by served and timed-out requests. */
   waitMsTotal: number;
 }
@@ -55,7 +73,7 @@ export class WaitingRoom {
   #again = false;
   #cancelTimer: (() => void) | undefined;
   #timerAt = Infinity;
-  readonly metrics: WaitingRoomMetrics = { deferred: 0, served: 0, timedOut: 0, rejectedFull: 0, waitMsTotal: 0 };
+  readonly metrics: WaitingRoomMetrics = { deferred: 0, served: 0, timedOut: 0, rejectedFull: 0, noKeys: 0, waitMsTotal: 0 };
 
   constructor(pool: KeyPool, clock: Clock, maxSize: number) {
     this.#pool = pool;
@@ -99,8 +117,12 @@ export class WaitingRoom {
         cleanup: finish,
         resolve: (r) => {
           finish();
-          this.metrics.served++;
-          this.metrics.waitMsTotal += this.#clock.now() - started;
+          if (r.kind === 'acquired') {
+            this.metrics.served++;
+            this.metrics.waitMsTotal += this.#clock.now() - started;
+          } else if (r.kind === 'no_keys') {
+            this.metrics.noKeys++;
+          }
           resolve(r);
         },
       };
@@ -153,18 +175,7 @@ export class WaitingRoom {
         while (progress && this.#size > 0) {
           progress = false;
           for (const [client, q] of [...this.#queues]) {
-            const head = q[0];
-            if (head === undefined) continue;
-            const got = head.req.tryAcquire();
-            // A store that fails answers "no key" (stores never reject; this keeps a bug from killing the process).
-            const state = got instanceof Promise ? await got.catch(() => undefined) : got;
-            if (state === undefined) continue;
-            if (head.settled) {
-              // It left (timeout, abort) while the store was confirming: the key goes back.
-              this.#pool.end(state);
-              continue;
-            }
-            head.resolve({ kind: 'acquired', state });
+            if (!(await this.#serveOne(q))) continue;
             progress = true;
             const rest = this.#queues.get(client);
             if (rest !== undefined) {
@@ -177,7 +188,32 @@ export class WaitingRoom {
     } finally {
       this.#dispatching = false;
     }
-    this.#armTimer();
+    if (this.#pool.usable === 0) this.#sendAllAway();
+    else this.#armTimer();
+  }
+
+  /** Serves the client's oldest request a key can be found for (one per model tried). Whether it served one. */
+  async #serveOne(q: readonly Waiter[]): Promise<boolean> {
+    for (const w of [...candidates(q)]) {
+      if (w.settled) continue;
+      const got = w.req.tryAcquire();
+      // A store that fails answers "no key" (stores never reject; this keeps a bug from killing the process).
+      const state = got instanceof Promise ? await got.catch(() => undefined) : got;
+      if (state === undefined) continue;
+      if (w.settled) {
+        // It left (timeout, abort) while the store was confirming: the key goes back.
+        w.req.giveBack(state);
+        continue;
+      }
+      w.resolve({ kind: 'acquired', state });
+      return true;
+    }
+    return false;
+  }
+
+  /** Every key is disabled: no waiter can ever be served. */
+  #sendAllAway(): void {
+    for (const q of [...this.#queues.values()]) for (const w of [...q]) w.resolve({ kind: 'no_keys' });
   }
 
   /** Wakes the room when the earliest cooling key of any waiting request is due. */
@@ -185,13 +221,17 @@ export class WaitingRoom {
     if (this.#size === 0) return;
     const now = this.#clock.now();
     let soonest = Infinity;
+    // The demands dispatch would try; a larger token demand of the same model may come back later.
     const seen = new Set<string>();
     for (const q of this.#queues.values()) {
-      const d = q[0]?.req.demand;
-      if (d === undefined || seen.has(d.model)) continue;
-      seen.add(d.model);
-      const at = this.#pool.nextAvailableAt(d, now) ?? Infinity;
-      if (at < soonest) soonest = at;
+      for (const w of candidates(q)) {
+        const d = w.req.demand;
+        const id = `${d.model}\0${d.tokens}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        const at = this.#pool.nextAvailableAt(d, now) ?? Infinity;
+        if (at < soonest) soonest = at;
+      }
     }
     if (soonest === Infinity || soonest >= this.#timerAt) return;
     this.#cancelTimer?.();
@@ -201,5 +241,21 @@ export class WaitingRoom {
       this.#cancelTimer = undefined;
       void this.#dispatch();
     });
+  }
+}
+
+/**
+ * The requests of one client a pass may serve: the oldest of each model, for the first few models among
+ * the oldest waiters. Requests of one model stay in order (a small request does not overtake a large
+ * one of the same model: that would starve the large one).
+ */
+function* candidates(q: readonly Waiter[]): Generator<Waiter> {
+  const models = new Set<string>();
+  const depth = Math.min(q.length, SCAN_DEPTH);
+  for (let i = 0; i < depth && models.size < MAX_MODELS_PER_PASS; i++) {
+    const w = q[i];
+    if (w === undefined || models.has(w.req.demand.model)) continue;
+    models.add(w.req.demand.model);
+    yield w;
   }
 }

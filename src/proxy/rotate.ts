@@ -10,7 +10,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { KeypoolError } from '../errors.js';
 import { decide, type Verdict } from '../keys/cooldown.js';
-import type { Demand, Granted, KeyPool, KeyState, Mark } from '../keys/pool.js';
+import type { Demand, Granted, KeyPool, KeyState, Mark, Probe } from '../keys/pool.js';
 import type { WaitingRoom, WaitResult } from '../keys/waiting-room.js';
 import type { UsageCounter } from '../state/store.js';
 import { describeNetworkError, giveUp, queueFull, type Failure } from './give-up.js';
@@ -100,14 +100,23 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     waitedMs: waited,
   });
 
-  // The mark is read in the same synchronous step as the acquire (the room calls this from its dispatch).
+  // The mark (and probe) are read in the same synchronous step as the acquire (the room calls this from its dispatch).
   let mark: Mark = pool.lastMark;
+  let probe: Probe | undefined;
   // Where the request stands in the shared store's counts, when a shared store granted the key.
   let granted: Granted | undefined;
   const acquireLocal = (exclude: ReadonlySet<KeyState> | undefined): KeyState | undefined => {
     const s = pool.acquire({ demand, now: clock.now(), exclude, avoidGroups: failedGroups, session: req.session });
-    if (s !== undefined) mark = pool.lastMark;
+    if (s !== undefined) {
+      mark = pool.lastMark;
+      probe = pool.lastProbe;
+    }
     return s;
+  };
+  /** The attempt's probe (if it is one) is over. */
+  const probed = (ok: boolean): void => {
+    pool.probeOver(probe, ok);
+    probe = undefined;
   };
   /**
    * With a shared store the store confirms each local choice; a refusal holds that key back and the
@@ -122,6 +131,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
         granted = g;
         return s;
       }
+      probed(false);
     }
     return undefined;
   };
@@ -145,7 +155,11 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     req.onWait?.();
     let result: WaitResult;
     try {
-      result = await deps.room.wait({ client: req.client, demand, maxWaitMs: limit, signal, tryAcquire });
+      const giveBack = (s: KeyState): void => {
+        probed(false);
+        pool.end(s);
+      };
+      result = await deps.room.wait({ client: req.client, demand, maxWaitMs: limit, signal, tryAcquire, giveBack });
     } catch {
       return 'stopped';
     }
@@ -209,6 +223,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       res = await req.send(state, signal);
     } catch (err) {
       // Connection errors are not server answers: not counted as a key's serverErrors.
+      probed(false);
       pool.end(state, undefined);
       if (signal.aborted) return stopped();
       faults++;
@@ -219,12 +234,15 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     pool.observe(state, demand.model, res.headers, clock.now(), mark, granted?.mark);
 
     if (!isFailureStatus(res.status)) {
+      // At the head, not the end of the stream: a good answer opens the key to everyone at once.
+      probed(res.status < 300);
       if (res.status < 300) pool.succeeded(state, demand.model);
       return { kind: 'deliver', response: res, state, attempts, waitedMs: waited };
     }
 
     const bodyText = await readSnippet(res, (ms, fn) => clock.timer(ms, fn));
     if (signal.aborted) {
+      probed(false);
       pool.end(state, undefined);
       return stopped();
     }
@@ -234,6 +252,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       { now, streak: pool.streakOf(state, demand.model) + 1, random: deps.random(), settings: deps.cooldown },
     );
     pool.end(state, outcomeOf(verdict));
+    // A failed probe frees its scope only below, once the key is cooled or disabled (the same tick).
     switch (verdict.kind) {
       case 'rotate':
         pool.cool(state, demand.model, verdict.until, verdict.reason, now);
@@ -256,6 +275,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
         // isFailureStatus and decide agree by construction; reaching here is a keypool bug.
         throw new Error(`policy delivered failure status ${res.status}`);
     }
+    probed(false);
   }
   return fail();
 }

@@ -16,6 +16,13 @@ interface PendingRelease {
 export class LedgerBatch {
   /** This replica's slots by "<upstream>|<fp>". */
   readonly #held = new Map<string, number>();
+  /** Takes of a slot sent and not answered yet, by field. */
+  readonly #asking = new Map<string, number>();
+  /**
+   * Releases that came before their take's answer (an attempt not waiting for the store can end first),
+   * by field; never more than `#asking`. A grant then releases at once, so no slot is left behind.
+   */
+  readonly #owed = new Map<string, number>();
   readonly #releases = new Map<string, PendingRelease>();
   /** Usage increments by "<upstream>\n<fp>:<counter>". */
   readonly #usage = new Map<string, number>();
@@ -24,22 +31,53 @@ export class LedgerBatch {
 
   /** A slot was taken (in Redis, or alone while Redis was away). */
   hold(upstream: string, fingerprint: string): void {
+    bump(this.#held, `${upstream}|${fingerprint}`, 1);
+  }
+
+  /** A take of a slot is on its way to Redis. */
+  asked(upstream: string, fingerprint: string): void {
+    bump(this.#asking, `${upstream}|${fingerprint}`, 1);
+  }
+
+  /**
+   * The take's answer: a granted slot is held, or released at once when its attempt already ended.
+   * A refused or failed take holds nothing (an outage resets Redis to `heldPairs`). Returns whether a
+   * release was queued.
+   */
+  answered(upstream: string, fingerprint: string, granted: boolean, maxConcurrent: number | undefined): boolean {
     const field = `${upstream}|${fingerprint}`;
-    this.#held.set(field, (this.#held.get(field) ?? 0) + 1);
+    const asking = bump(this.#asking, field, -1);
+    const owed = this.#owed.get(field) ?? 0;
+    if (granted && owed > 0) {
+      bump(this.#owed, field, -1);
+      this.#queueRelease(upstream, fingerprint, maxConcurrent);
+      return true;
+    }
+    // Which attempt a refused take belonged to is not known: keep owed within what may still be granted.
+    if (owed > asking) bump(this.#owed, field, asking - owed);
+    if (granted) bump(this.#held, field, 1);
+    return false;
   }
 
   /** Counts the outcome; queues the slot's release if this replica holds one. Returns whether it did. */
   release(req: ReleaseRequest): boolean {
     if (req.outcome !== undefined) this.count(req.upstream, `${req.fingerprint}:${req.outcome}`);
     const field = `${req.upstream}|${req.fingerprint}`;
-    const mine = this.#held.get(field) ?? 0;
-    if (mine === 0) return false;
-    if (mine === 1) this.#held.delete(field);
-    else this.#held.set(field, mine - 1);
+    if ((this.#held.get(field) ?? 0) === 0) {
+      // No slot held: none was taken (slots untracked, a refusal), or its take is still unanswered.
+      if ((this.#owed.get(field) ?? 0) < (this.#asking.get(field) ?? 0)) bump(this.#owed, field, 1);
+      return false;
+    }
+    bump(this.#held, field, -1);
+    this.#queueRelease(req.upstream, req.fingerprint, req.maxConcurrent);
+    return true;
+  }
+
+  #queueRelease(upstream: string, fingerprint: string, maxConcurrent: number | undefined): void {
+    const field = `${upstream}|${fingerprint}`;
     const pending = this.#releases.get(field);
     if (pending !== undefined) pending.n++;
-    else this.#releases.set(field, { upstream: req.upstream, fingerprint: req.fingerprint, n: 1, maxConcurrent: req.maxConcurrent });
-    return true;
+    else this.#releases.set(field, { upstream, fingerprint, n: 1, maxConcurrent });
   }
 
   count(upstream: string, field: string): void {
@@ -93,6 +131,14 @@ export class LedgerBatch {
     for (const [field, n] of this.#held) pairs.push(field, n);
     return pairs;
   }
+}
+
+/** Adds `d` to a count, deleting it at zero (maps stay as small as what is outstanding); the new count. */
+function bump(m: Map<string, number>, field: string, d: number): number {
+  const n = Math.max(0, (m.get(field) ?? 0) + d);
+  if (n === 0) m.delete(field);
+  else m.set(field, n);
+  return n;
 }
 
 function bucketText(b: BucketReport | undefined): string {

@@ -193,6 +193,7 @@ export class RedisStore implements StateStore {
       if (slots) this.#batch.hold(upstream, fingerprint);
       return { ok: 'local' };
     }
+    if (slots) this.#batch.asked(upstream, fingerprint);
     try {
       const r = await this.#cmd.keypoolTake(
         ...this.#ledgerHead(now, false),
@@ -205,8 +206,8 @@ export class RedisStore implements StateStore {
         limits.maxConcurrent ?? '',
         slots ? '1' : '',
       );
+      if (slots && this.#batch.answered(upstream, fingerprint, r[0] !== 0, limits.maxConcurrent)) this.#scheduleFlush();
       if (r[0] === 0) return { ok: false, why: r[1], until: r[2] < 0 ? Infinity : r[2] };
-      if (slots) this.#batch.hold(upstream, fingerprint);
       this.#count(upstream, `${fingerprint}:attempts`);
       const [, sent = 0, sentTokens = 0, inflight = -1, ticket = 0] = r;
       return {
@@ -219,6 +220,7 @@ export class RedisStore implements StateStore {
       };
     } catch {
       // The take may have landed without its answer: this replica's slots are reset once Redis answers.
+      if (slots) this.#batch.answered(upstream, fingerprint, false, limits.maxConcurrent);
       this.#down();
       return { ok: 'local' };
     }

@@ -97,9 +97,22 @@ describe('KeyPool with a shared store', () => {
     // Held for every model until a slot frees (or the recheck time), not a cooldown.
     expect(c.s.scopes.get('')!.heldUntil).toBe(SLOT_RECHECK_MS);
     expect(c.s.scopes.get('')!.cooldownUntil).toBe(0);
+    // The request was never sent: the model's counts (what buckets are measured against) are given back too.
+    expect(c.s.scopes.get(GPT4.model)).toMatchObject({ sent: 0, sentTokens: 0 });
     expect(p.acquire({ demand: GPT4, now: 10 })?.key.name).toBe('k2');
     p.freed(c.s.key.fingerprint);
     expect(c.s.scopes.get('')!.heldUntil).toBe(0);
+  });
+
+  it('a freed slot does not lift a hold for a used-up rpm: that waits for its window', async () => {
+    const { ledger, takes } = handLedger();
+    const p = pool(ledger, { rpm: 5 }, 1);
+    const c = await confirmNow(p, 0);
+    takes[0]!.answer({ ok: false, why: 'rpm', until: 60_000 });
+    expect(await c.done).toBeUndefined();
+    p.freed(c.s.key.fingerprint);
+    expect(c.s.scopes.get('')!.heldUntil).toBe(60_000);
+    expect(p.acquire({ demand: GPT4, now: 10 })).toBeUndefined();
   });
 
   it("takes the shared bucket when it leaves less than the local view: other replicas spent the rest", async () => {

@@ -114,13 +114,67 @@ describe('cooldown scope', () => {
     pool.cool(s, '', 60_000, 'rate_limited', 0);
     const probe = pool.acquire({ demand: ANY_MODEL, now: 60_000 });
     expect(probe?.key.name).toBe('k1');
+    const p = pool.lastProbe;
+    expect(p).toBeDefined();
     expect(pool.acquire({ demand: ANY_MODEL, now: 60_000 })).toBeUndefined();
     expect(pool.nextAvailableAt(ANY_MODEL, 60_000)).toBe(Infinity);
-    pool.succeeded(probe!, '');
-    pool.end(probe!);
+    // Open to all once the probe's answer is in, while its response may still be streaming.
+    pool.probeOver(p, true);
     const a = pool.acquire({ demand: ANY_MODEL, now: 60_001 });
+    expect(pool.lastProbe).toBeUndefined();
     const b = pool.acquire({ demand: ANY_MODEL, now: 60_001 });
     expect([a?.key.name, b?.key.name]).toEqual(['k1', 'k1']);
+  });
+
+  it("a probe is owed by the model that was cooled: other models use the key freely meanwhile", () => {
+    const pool = make(1, { probeAfterMs: 60_000 });
+    pool.cool(byName(pool, 'k1'), GPT4.model, 60_000, 'rate_limited', 0);
+    // During the cooldown and after it, other models are not single-file.
+    const m1 = pool.acquire({ demand: MINI, now: 1000 });
+    expect(pool.lastProbe).toBeUndefined();
+    expect(pool.acquire({ demand: MINI, now: 1000 })).toBeDefined();
+    expect(pool.acquire({ demand: GPT4, now: 60_000 })).toBeDefined();
+    const probe = pool.lastProbe;
+    expect(probe).toBeDefined();
+    expect(pool.acquire({ demand: MINI, now: 60_000 })).toBeDefined();
+    expect(pool.acquire({ demand: GPT4, now: 60_000 })).toBeUndefined();
+    // Another attempt ending is not the probe ending.
+    pool.end(m1!);
+    expect(pool.acquire({ demand: GPT4, now: 60_000 })).toBeUndefined();
+    // A failed probe (a network error, say) frees the scope, and the next request is the probe again.
+    pool.probeOver(probe, false);
+    expect(pool.acquire({ demand: GPT4, now: 60_001 })).toBeDefined();
+    expect(pool.lastProbe).toBe(probe);
+    expect(pool.acquire({ demand: GPT4, now: 60_001 })).toBeUndefined();
+  });
+
+  it('a probe whose end is never reported holds its scope only until its lease ends', () => {
+    const pool = make(1, { probeAfterMs: 60_000, probeLeaseMs: 30_000 });
+    pool.cool(byName(pool, 'k1'), GPT4.model, 60_000, 'rate_limited', 0);
+    expect(pool.acquire({ demand: GPT4, now: 60_000 })).toBeDefined();
+    expect(pool.acquire({ demand: GPT4, now: 89_999 })).toBeUndefined();
+    expect(pool.acquire({ demand: GPT4, now: 90_000 })).toBeDefined();
+    // That request is the probe now.
+    expect(pool.lastProbe).toBeDefined();
+  });
+
+  it('out of credit for long: the probe is key-wide', () => {
+    const pool = make(1, { probeAfterMs: 60_000 });
+    pool.cool(byName(pool, 'k1'), GPT4.model, 120_000, 'out_of_credit', 0);
+    expect(pool.acquire({ demand: MINI, now: 120_000 })).toBeDefined();
+    expect(pool.acquire({ demand: GPT4, now: 120_000 })).toBeUndefined();
+    expect(pool.acquire({ demand: MINI, now: 120_000 })).toBeUndefined();
+  });
+
+  it('a long cooldown restored after a restart still ends with a probe', () => {
+    const before = make(1, { probeAfterMs: 60_000 });
+    before.cool(byName(before, 'k1'), GPT4.model, 90_000, 'rate_limited', 0);
+    const after = make(1, { probeAfterMs: 60_000 });
+    after.restore(JSON.parse(JSON.stringify(before.snapshot(1000))), 1000);
+    expect(after.acquire({ demand: GPT4, now: 89_999 })).toBeUndefined();
+    expect(after.acquire({ demand: GPT4, now: 90_000 })).toBeDefined();
+    expect(after.lastProbe).toBeDefined();
+    expect(after.acquire({ demand: GPT4, now: 90_000 })).toBeUndefined();
   });
 
   it('a short cooldown needs no probe', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_KEY_OPTIONS, Key } from '../../src/keys/key.js';
-import { ANY_MODEL } from '../../src/keys/key-state.js';
+import { ANY_MODEL, type Demand } from '../../src/keys/key-state.js';
 import { KeyPool, type KeyState } from '../../src/keys/pool.js';
 import { WaitingRoom, type WaitResult } from '../../src/keys/waiting-room.js';
 import { FakeClock } from '../helpers/fake-clock.js';
@@ -15,9 +15,9 @@ function setup(opts: { maxConcurrent?: number; maxSize?: number; keys?: number }
   );
   const pool = new KeyPool('u', keys);
   const room = new WaitingRoom(pool, clock, opts.maxSize ?? 100);
-  const acquire = () => pool.acquire({ demand: ANY_MODEL, now: clock.now() });
-  const wait = (client: string, signal = new AbortController().signal, maxWaitMs = 10_000) =>
-    room.wait({ client, demand: ANY_MODEL, maxWaitMs, signal, tryAcquire: acquire });
+  const acquire = (demand: Demand = ANY_MODEL) => pool.acquire({ demand, now: clock.now() });
+  const wait = (client: string, signal = new AbortController().signal, maxWaitMs = 10_000, demand: Demand = ANY_MODEL) =>
+    room.wait({ client, demand, maxWaitMs, signal, tryAcquire: () => acquire(demand), giveBack: (s) => pool.end(s) });
   return { clock, pool, room, acquire, wait };
 }
 
@@ -84,5 +84,42 @@ describe('WaitingRoom', () => {
     pool.cool(pool.states()[0]!, '', 60_000, 'rate_limited', 0);
     void wait('x');
     expect(await wait('y')).toEqual({ kind: 'full' });
+  });
+
+  it("a client's request for a model with a free key does not wait behind its own request for a cooling model", async () => {
+    const { pool, wait } = setup();
+    pool.cool(pool.states()[0]!, 'gpt-4o', 60_000, 'rate_limited', 0);
+    const stuck = wait('agent', undefined, 10_000, { model: 'gpt-4o', tokens: 1 });
+    const free = await wait('agent', undefined, 10_000, { model: 'gpt-4o-mini', tokens: 1 });
+    expect(free.kind).toBe('acquired');
+    void stuck;
+  });
+
+  it('wakes at the earliest time any waiting demand can go, not the first demand of each model', async () => {
+    const { clock, pool, room, wait } = setup();
+    const s = pool.states()[0]!;
+    // 300 tokens left until 10 s; the model is cooling until 3 s.
+    const headers = { 'x-ratelimit-limit-tokens': '100000', 'x-ratelimit-remaining-tokens': '300', 'x-ratelimit-reset-tokens': '10s' };
+    pool.observe(s, 'gpt-4o', headers, 0, { requests: 0, tokens: 0 });
+    pool.cool(s, 'gpt-4o', 3000, 'rate_limited', 0);
+    const large = wait('a', undefined, 20_000, { model: 'gpt-4o', tokens: 1000 });
+    const small = wait('b', undefined, 20_000, { model: 'gpt-4o', tokens: 10 });
+    await flush();
+    clock.advance(3000);
+    await flush();
+    expect((await small).kind).toBe('acquired');
+    expect(room.size).toBe(1);
+    void large;
+  });
+
+  it('sends every waiter away at once when the last key is disabled', async () => {
+    const { pool, room, acquire, wait } = setup({ maxConcurrent: 1 });
+    const holder = acquire()!;
+    const p = wait('x');
+    await flush();
+    pool.disable(holder, 'unauthorized');
+    expect(await p).toEqual({ kind: 'no_keys' });
+    expect(room.size).toBe(0);
+    expect(room.metrics.noKeys).toBe(1);
   });
 });

@@ -132,6 +132,29 @@ describe('the budget counts only attempts after the pool is exhausted', () => {
   });
 });
 
+describe('probes after a long cooldown', () => {
+  it('one request goes first; its good answer opens the key before its stream ends', async () => {
+    const clock = new FakeClock();
+    const { upstream, proxy } = await setup(KEYS.slice(0, 1), { clock, retry: { maxRetries: 0 }, cooldown: { probeAfterMs: 60_000 } });
+    upstream.script(KEYS[0]!, { kind: 'rate_limit', style: 'retry-after', ms: 60_000 }, { kind: 'stream', chunks: 50, gapMs: 40 });
+    expect((await chat(proxy)).status).toBe(429);
+    clock.advance(60_000);
+    const probe = await request(`${proxy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer client-token' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(probe.statusCode).toBe(200);
+    let streamEnded = false;
+    const drained = probe.body.text().then(() => (streamEnded = true));
+    // The probe's stream has ~2 s to go; the next request does not wait for it.
+    const next = await chat(proxy);
+    expect(next.status).toBe(200);
+    expect(streamEnded).toBe(false);
+    await drained;
+  });
+});
+
 describe('what each failure does to the key', () => {
   it('insufficient_quota cools the key for the long out-of-credit period', async () => {
     const { upstream, proxy } = await setup(KEYS.slice(0, 2), { cooldown: { outOfCreditMs: 7_200_000 } });

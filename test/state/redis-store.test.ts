@@ -57,4 +57,18 @@ describe.skipIf(!available)('RedisStore through an outage', () => {
     expect(await b.take({ ...take('fpA') })).toMatchObject({ ok: false, why: 'slots' });
     expect(await b.take({ ...take('fpB'), limits: { maxConcurrent: 1 } })).toMatchObject({ ok: false, why: 'slots' });
   });
+
+  it('a release that comes before its take is answered still frees the slot', async () => {
+    const redis = await startRedis();
+    cleanups.push(() => redis.kill());
+    const a = await store(redis.url, `e${Math.random().toString(36).slice(2)}:`);
+    const req = { ...take('fpA'), limits: {}, countInflight: true };
+    // An attempt that did not wait for the store ends before the answer arrives.
+    const pending = a.take(req);
+    a.release({ upstream: 'openai', fingerprint: 'fpA', outcome: 'successes', maxConcurrent: undefined });
+    expect(await pending).toMatchObject({ ok: true, inflight: 1 });
+    await sleep(50);
+    // Only the new attempt is in flight.
+    expect(await a.take(req)).toMatchObject({ ok: true, inflight: 1 });
+  });
 });
