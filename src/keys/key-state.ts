@@ -207,13 +207,14 @@ function probing(scope: Scope | undefined, now: number): boolean {
  * the model's), leased until `leaseEnd`. Returns that scope, or undefined when no probe is owed.
  */
 export function claimProbe(s: KeyState, d: Demand, now: number, leaseEnd: number): Scope | undefined {
-  for (const scope of [s.scopes.get(''), d.model === '' ? undefined : s.scopes.get(d.model)]) {
-    if (scope !== undefined && scope.probePending && scope.probeUntil <= now) {
-      scope.probeUntil = leaseEnd;
-      return scope;
-    }
+  // Runs on every acquire: two lookups, no allocation.
+  let scope = s.scopes.get('');
+  if (scope === undefined || !scope.probePending || scope.probeUntil > now) {
+    scope = d.model === '' ? undefined : s.scopes.get(d.model);
+    if (scope === undefined || !scope.probePending || scope.probeUntil > now) return undefined;
   }
-  return undefined;
+  scope.probeUntil = leaseEnd;
+  return scope;
 }
 
 /** Share of the key's limit left for this model, 0..1; 1 when nothing is known (an unused key is worth a try). */
