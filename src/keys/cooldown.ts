@@ -49,7 +49,8 @@ export function decide(res: ResponseFacts, p: PolicyInput): Verdict {
   if (status === 429) {
     const told = resetDelayMs(res.headers, p.now);
     const ms = told !== undefined ? Math.min(told, p.settings.maxMs) : backoffMs(p.streak, p.random, p.settings);
-    return { kind: 'rotate', reason: 'rate_limited', until: p.now + ms };
+    // Whole ms: headers may say 1.2345 s, and Redis TTLs and deadlines take integers only.
+    return { kind: 'rotate', reason: 'rate_limited', until: Math.ceil(p.now + ms) };
   }
   if (status === 401) return { kind: 'disable', reason: 'unauthorized' };
   if (status === 403) return { kind: 'disable', reason: 'forbidden' };

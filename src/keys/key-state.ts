@@ -353,5 +353,6 @@ function bucketFrom(h: HeaderBag, limitName: string, remainingName: string, rese
   const resetText = header(h, resetName);
   const resetIn = parseDuration(resetText) ?? parseResetTimestamp(resetText, now);
   if (!Number.isFinite(remaining) || !Number.isFinite(limit) || resetIn === undefined) return undefined;
-  return { limit, remaining, resetAt: now + resetIn, period: resetIn, base: 0 };
+  // Whole ms (a reset may read 33.0125s): the shared store's scripts and TTLs take integers.
+  return { limit, remaining, resetAt: Math.ceil(now + resetIn), period: Math.ceil(resetIn), base: 0 };
 }

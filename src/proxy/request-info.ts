@@ -14,6 +14,8 @@ export interface RequestInfo {
 export const PARSE_LIMIT_BYTES = 4 * 1024 * 1024;
 /** Longest model name tracked as its own rate-limit scope. */
 export const MAX_MODEL_CHARS = 256;
+/** A demand above this many tokens is counted as this many (no real limit comes near it). */
+export const MAX_TOKENS = 1_000_000_000;
 /** OpenAI's rule of thumb: about four bytes of English text per token. */
 const BYTES_PER_TOKEN = 4;
 
@@ -33,7 +35,8 @@ export function requestInfo(body: Buffer | undefined, contentType: string | unde
   // Real model names are short; a longer one is scheduled as "any model" rather than tracked.
   const model = typeof o.model === 'string' && o.model.length <= MAX_MODEL_CHARS ? o.model : '';
   const maxOut = firstNumber(o.max_completion_tokens, o.max_tokens, o.max_output_tokens);
-  const tokens = maxOut + Math.ceil(body.length / BYTES_PER_TOKEN);
+  // Clamped to a whole number far above any real limit: 1e20 would overflow the shared store's integers.
+  const tokens = Math.min(MAX_TOKENS, Math.ceil(maxOut) + Math.ceil(body.length / BYTES_PER_TOKEN));
   let sessionFromBody: string | undefined;
   for (const f of stickyFields) {
     const v = o[f];

@@ -142,11 +142,12 @@ export class RedisStore implements StateStore {
   async publish(fact: StoredFact): Promise<void> {
     if (!this.#healthy) return;
     const now = this.#now();
-    const expiry = expiryOf(fact, now);
+    // SET PX takes whole ms only; a fraction would fail the script and take the store down.
+    const expiry = Math.ceil(expiryOf(fact, now));
     if (expiry <= now) return;
     const message = JSON.stringify({ origin: this.#origin, fact } satisfies Message);
     try {
-      await this.#cmd.keypoolExtend(`${this.#prefix}f:${factId(fact)}`, this.#channel, expiry, Math.max(1, expiry - now), message);
+      await this.#cmd.keypoolExtend(`${this.#prefix}f:${factId(fact)}`, this.#channel, expiry, Math.max(1, Math.ceil(expiry - now)), message);
     } catch {
       this.#down();
     }

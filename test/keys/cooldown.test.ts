@@ -15,6 +15,8 @@ describe('decide', () => {
   });
   it('429 with retry-after cools until the reset', () => {
     expect(decide(res(429, { 'retry-after': '7' }), p())).toEqual({ kind: 'rotate', reason: 'rate_limited', until: NOW + 7000 });
+    // Fractions round up to whole ms (the shared store's deadlines and TTLs are integers).
+    expect(decide(res(429, { 'retry-after': '1.2345' }), p())).toEqual({ kind: 'rotate', reason: 'rate_limited', until: NOW + 1235 });
   });
   it('429 with x-ratelimit-reset-requests cools until that reset', () => {
     expect(decide(res(429, { 'x-ratelimit-reset-requests': '20ms' }), p())).toEqual({

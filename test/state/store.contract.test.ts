@@ -86,6 +86,17 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
     expect(heardA).toEqual([]);
   });
 
+  run('a deadline with a fraction of a ms is shared, and the store stays healthy', async () => {
+    const h = await make();
+    cleanups.push(() => h.close());
+    const heard: StoredFact[] = [];
+    h.b.subscribe((f) => heard.push(f));
+    const fact = cool(h, 20_000.5);
+    await h.a.publish(fact);
+    await waitFor(() => heard.length === 1);
+    expect(h.a.healthy).toBe(true);
+  });
+
   run('cooldowns only extend: a shorter one is neither stored nor sent', async () => {
     const h = await make();
     cleanups.push(() => h.close());
