@@ -209,12 +209,17 @@ function probing(scope: Scope | undefined, now: number): boolean {
 export function claimProbe(s: KeyState, d: Demand, now: number, leaseEnd: number): Scope | undefined {
   // Runs on every acquire: two lookups, no allocation.
   let scope = s.scopes.get('');
-  if (scope === undefined || !scope.probePending || scope.probeUntil > now) {
+  if (!owesProbe(scope, now)) {
     scope = d.model === '' ? undefined : s.scopes.get(d.model);
-    if (scope === undefined || !scope.probePending || scope.probeUntil > now) return undefined;
+    if (!owesProbe(scope, now)) return undefined;
   }
   scope.probeUntil = leaseEnd;
   return scope;
+}
+
+/** The scope owes a probe and none is running: the next request on it is the probe. */
+function owesProbe(scope: Scope | undefined, now: number): scope is Scope {
+  return scope !== undefined && scope.probePending && scope.probeUntil <= now;
 }
 
 /** Share of the key's limit left for this model, 0..1; 1 when nothing is known (an unused key is worth a try). */

@@ -81,8 +81,7 @@ export class LedgerBatch {
   }
 
   count(upstream: string, field: string): void {
-    const k = `${upstream}\n${field}`;
-    this.#usage.set(k, (this.#usage.get(k) ?? 0) + 1);
+    bump(this.#usage, `${upstream}\n${field}`, 1);
   }
 
   /** Keeps the newest report per key and model: an older one adds nothing the store would keep. */
