@@ -3,7 +3,9 @@
 // OpenAI's request and token limits are per model, so rate-limit state is kept per model ("scope");
 // credit and auth are key-wide. The empty scope '' holds what applies whatever the model.
 import type { Key } from './key.js';
-import { header, parseDuration, parseResetTimestamp, type HeaderBag } from './rate-limit-headers.js';
+import { WINDOW_MS, countWindow, left, requestsShortUntil, roll, tokensShortUntil, windowFullUntil, type Bucket, type Mark, type Window } from './windows.js';
+
+export { WINDOW_MS, type Bucket, type Mark, type Window } from './windows.js';
 
 export type CoolReason = 'rate_limited' | 'out_of_credit';
 export type DisableReason = 'unauthorized' | 'forbidden';
@@ -17,41 +19,6 @@ export interface Demand {
 }
 
 export const ANY_MODEL: Demand = Object.freeze({ model: '', tokens: 0 });
-
-/**
- * A limit as the upstream last reported it. `base` is how many requests (or tokens) keypool had sent on
- * the scope when the reporting request went out, so `remaining - (sent - base)` is what is left now,
- * counting what the upstream has not seen yet. Once `resetAt` passes, the limit is taken as refilled
- * for another `period` until a response reports real numbers: without that, a key whose reset just
- * passed would look unlimited and every waiting request would stampede onto it.
- */
-export interface Bucket {
-  limit: number;
-  remaining: number;
-  resetAt: number;
-  /** Longest reset the upstream has reported: the best guess at the window's length. */
-  period: number;
-  base: number;
-}
-
-/** Where a request stood in its scope's counts when it was sent; reports are matched against it. */
-export interface Mark {
-  readonly requests: number;
-  readonly tokens: number;
-}
-
-/** What is left in a bucket at `now`, given `sent` so far on its scope. */
-export function left(b: Bucket, sent: number, now: number): number {
-  return now < b.resetAt ? b.remaining - (sent - b.base) : b.limit;
-}
-
-/** Starts the bucket's next window when its reset has passed. */
-export function roll(b: Bucket, sent: number, now: number): void {
-  if (now < b.resetAt) return;
-  b.remaining = b.limit;
-  b.base = sent;
-  b.resetAt = now + Math.max(1, b.period);
-}
 
 /** Rate-limit state of a key (or a group) for one model. */
 export interface Scope {
@@ -80,12 +47,6 @@ export interface Scope {
   probeUntil: number;
 }
 
-/** A local fixed window for hand-set rpm/tpm. */
-export interface Window {
-  start: number;
-  count: number;
-}
-
 export interface KeyStats {
   /** Attempts sent with this key. */
   attempts: number;
@@ -110,9 +71,6 @@ export interface KeyState {
   readonly tpm: Window;
   readonly stats: KeyStats;
 }
-
-/** Local rpm/tpm windows are fixed minutes. */
-export const WINDOW_MS = 60_000;
 
 export function newKeyState(key: Key, index: number): KeyState {
   return {
@@ -164,12 +122,12 @@ export function scopeOf(scopes: Map<string, Scope>, model: string): Scope {
 /** When a scope lets a request of `tokens` through: 0 = now. */
 function scopeBlockedUntil(scope: Scope | undefined, tokens: number, now: number): number {
   if (scope === undefined) return 0;
-  let until = Math.max(scope.cooldownUntil, scope.heldUntil);
-  const r = scope.requests;
-  if (r !== undefined && left(r, scope.sent, now) <= 0) until = Math.max(until, r.resetAt);
-  const t = scope.tokens;
-  // A request larger than the whole limit is let through once the window is fresh, or it would never run.
-  if (t !== undefined && left(t, scope.sentTokens, now) < Math.min(tokens, t.limit)) until = Math.max(until, t.resetAt);
+  const until = Math.max(
+    scope.cooldownUntil,
+    scope.heldUntil,
+    requestsShortUntil(scope.requests, scope.sent, now),
+    tokensShortUntil(scope.tokens, scope.sentTokens, tokens, now),
+  );
   return until > now ? until : 0;
 }
 
@@ -188,10 +146,7 @@ export function blockedUntil(s: KeyState, d: Demand, now: number, groupScopes: M
     if (d.model !== '') until = Math.max(until, scopeBlockedUntil(groupScopes.get(d.model), 0, now));
   }
   const o = s.key.options;
-  if (o.rpm !== undefined && now < s.rpm.start + WINDOW_MS && s.rpm.count >= o.rpm) until = Math.max(until, s.rpm.start + WINDOW_MS);
-  if (o.tpm !== undefined && now < s.tpm.start + WINDOW_MS && s.tpm.count > 0 && s.tpm.count + d.tokens > o.tpm) {
-    until = Math.max(until, s.tpm.start + WINDOW_MS);
-  }
+  until = Math.max(until, windowFullUntil(s.rpm, o.rpm, 1, now), windowFullUntil(s.tpm, o.tpm, d.tokens, now));
   if (until > now) return until;
   if (probing(s.scopes.get(''), now) || (d.model !== '' && probing(s.scopes.get(d.model), now))) return Infinity;
   if (o.maxConcurrent !== undefined && s.inflight >= o.maxConcurrent) return Infinity;
@@ -261,15 +216,6 @@ export function isTight(s: KeyState, d: Demand, now: number): boolean {
   return t !== undefined && left(t, scope.sentTokens, now) < Math.max(TIGHT_SHARE * t.limit, TIGHT_MIN * Math.max(1, d.tokens));
 }
 
-/** Counts `n` in a fixed window, starting a new one when the last has ended. */
-export function countWindow(w: Window, n: number, now: number): void {
-  if (now >= w.start + WINDOW_MS) {
-    w.start = now;
-    w.count = 0;
-  }
-  w.count += n;
-}
-
 /** Counts a request against the key's local windows and its model's scope; returns where it stood. */
 export function countRequest(s: KeyState, d: Demand, now: number): Mark {
   countWindow(s.rpm, 1, now);
@@ -282,82 +228,3 @@ export function countRequest(s: KeyState, d: Demand, now: number): Mark {
   return { requests: scope.sent, tokens: scope.sentTokens };
 }
 
-/** What one response's rate-limit headers say, if anything. */
-export interface Report {
-  readonly requests: Omit<Bucket, 'base'> | undefined;
-  readonly tokens: Omit<Bucket, 'base'> | undefined;
-}
-
-/**
- * Reads OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and Anthropic's
- * `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`; undefined when there are none.
- */
-export function readReport(headers: HeaderBag, now: number): Report | undefined {
-  const requests =
-    bucketFrom(headers, 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', now) ??
-    bucketFrom(headers, 'anthropic-ratelimit-requests-limit', 'anthropic-ratelimit-requests-remaining', 'anthropic-ratelimit-requests-reset', now);
-  const tokens =
-    bucketFrom(headers, 'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens', now) ??
-    bucketFrom(headers, 'anthropic-ratelimit-tokens-limit', 'anthropic-ratelimit-tokens-remaining', 'anthropic-ratelimit-tokens-reset', now);
-  return requests === undefined && tokens === undefined ? undefined : { requests, tokens };
-}
-
-/**
- * Takes a report into the scope. A report older than the one held (its request went out earlier) is
- * ignored. Returns whether anything was learnt.
- */
-export function observeReport(scope: Scope, report: Report, mark: Mark): boolean {
-  const req = report.requests === undefined ? undefined : { ...report.requests, base: 0 };
-  const tok = report.tokens === undefined ? undefined : { ...report.tokens, base: 0 };
-  const a = req !== undefined && accept(scope.requests, req, mark.requests);
-  if (a) scope.requests = req;
-  const b = tok !== undefined && accept(scope.tokens, tok, mark.tokens);
-  if (b) scope.tokens = tok;
-  return a || b;
-}
-
-/** Reads a response's rate-limit headers into the scope (readReport + observeReport). */
-export function observeHeaders(scope: Scope, headers: HeaderBag, now: number, mark: Mark): boolean {
-  const report = readReport(headers, now);
-  return report !== undefined && observeReport(scope, report, mark);
-}
-
-/**
- * Takes the shared store's view of the scope's buckets (what is left after the request just counted)
- * where it leaves less than the local view: other replicas spent the difference. Never raises headroom:
- * the local view may hold a fresher report. Returns whether anything changed.
- */
-export function adoptShared(scope: Scope, shared: Report, now: number): boolean {
-  let changed = false;
-  const r = shared.requests;
-  if (r !== undefined && (scope.requests === undefined || left(scope.requests, scope.sent, now) > r.remaining)) {
-    scope.requests = { ...r, base: scope.sent, period: Math.max(r.period, scope.requests?.period ?? 0) };
-    changed = true;
-  }
-  const t = shared.tokens;
-  if (t !== undefined && (scope.tokens === undefined || left(scope.tokens, scope.sentTokens, now) > t.remaining)) {
-    scope.tokens = { ...t, base: scope.sentTokens, period: Math.max(t.period, scope.tokens?.period ?? 0) };
-    changed = true;
-  }
-  return changed;
-}
-
-/** Fills in `fresh` from the mark and the held bucket; false when `fresh` is older than what is held. */
-function accept(held: Bucket | undefined, fresh: Bucket, base: number): boolean {
-  if (held !== undefined && base < held.base) return false;
-  fresh.base = base;
-  fresh.period = Math.max(fresh.period, held?.period ?? 0);
-  return true;
-}
-
-function bucketFrom(h: HeaderBag, limitName: string, remainingName: string, resetName: string, now: number): Bucket | undefined {
-  const remainingText = header(h, remainingName);
-  if (remainingText === undefined) return undefined;
-  const remaining = Number(remainingText);
-  const limit = Number(header(h, limitName) ?? remainingText);
-  const resetText = header(h, resetName);
-  const resetIn = parseDuration(resetText) ?? parseResetTimestamp(resetText, now);
-  if (!Number.isFinite(remaining) || !Number.isFinite(limit) || resetIn === undefined) return undefined;
-  // Whole ms (a reset may read 33.0125s): the shared store's scripts and TTLs take integers.
-  return { limit, remaining, resetAt: Math.ceil(now + resetIn), period: Math.ceil(resetIn), base: 0 };
-}

@@ -1,54 +1,36 @@
 // One upstream's keys and what keypool knows about each. Every request shares one pool, so a cooldown
 // one request sees applies to all at once. No I/O and no clock of its own: callers pass `now`.
+// Taking a key yields a Lease (lease.ts): the attempt's own value, ended exactly once.
 import type { Key } from './key.js';
 import {
   blockedUntil,
   claimProbe,
   countRequest,
-  adoptShared,
   headroomOf,
-  isTight,
   newKeyState,
-  observeReport,
-  readReport,
   scopeOf,
   type CoolReason,
   type Demand,
   type DisableReason,
   type KeyState,
-  type Mark,
   type Scope,
 } from './key-state.js';
+import { Lease, type LeaseOwner } from './lease.js';
+import type { Ledger } from './ledger.js';
 import type { HeaderBag } from './rate-limit-headers.js';
+import { observeReport, readReport } from './rate-limit-report.js';
 import { restoreKey, restoreScopes, snapshotKey, snapshotScopes, type PoolSnapshot } from './pool-snapshot.js';
 import { StickySessions } from './sessions.js';
+import { SharedAdmission } from './shared-admission.js';
 import { applyFact, extend, factsOf, type SharedFact } from './shared-facts.js';
 import { STRATEGY, type ChoiceContext, type Strategy, type StrategyName } from './strategies.js';
-import type { Refusal, StateStore, TakeResult, UsageCounter } from '../state/store.js';
 
-/** The part of the shared store a pool calls on its request path. */
-export type Ledger = Pick<StateStore, 'take' | 'release' | 'report'>;
+export { Lease } from './lease.js';
 
-/** A key the shared store granted (or will be told of): where the request stands in the shared counts. */
-export interface Granted {
-  /**
-   * Undefined until the store answers (a take not waited for), and when it was unreachable and this
-   * replica decided alone. Read it when the response comes back.
-   */
-  mark: Mark | undefined;
-}
-
-/**
- * After a refusal for a full key, look again this soon even if no "freed" message arrives (one can pass
- * the refusal on the wire and find no hold to lift).
- */
-export const SLOT_RECHECK_MS = 250;
-/** This many responses without a rate-limit header: the upstream sends none, do not wait to learn them. */
-const HEADERLESS_AFTER = 20;
-
+/** What `observe` needs of an attempt: a Lease has all of it. */
+export type ObservedAttempt = Pick<Lease, 'state' | 'demand' | 'mark' | 'sharedMark'>;
+export { SLOT_RECHECK_MS } from './shared-admission.js';
 export type { CoolReason, Demand, DisableReason, KeyState, KeyStats, Mark } from './key-state.js';
-/** The scope whose probe an attempt is (see `lastProbe`); opaque to callers. */
-export type Probe = Scope;
 
 export type PoolEvent =
   | {
@@ -110,16 +92,17 @@ export class KeyPool {
   readonly #sessions: StickySessions;
   readonly #watchers = new Set<() => void>();
   readonly #byFingerprint: ReadonlyMap<string, KeyState>;
-  readonly #ledger: Ledger | undefined;
-  /** The strategy compares in-flight counts, so the shared store counts them across replicas. */
-  readonly #countInflight: boolean;
+  readonly #admission: SharedAdmission | undefined;
   #cursor = 0;
-  /** Responses seen, and how many carried rate-limit headers (an upstream may send none). */
-  #responses = 0;
-  #reporting = 0;
   #usable: number;
-  #lastMark: Mark = { requests: 0, tokens: 0 };
-  #lastProbe: Probe | undefined;
+  readonly #owner: LeaseOwner = {
+    freeSlot: (s) => {
+      s.inflight = Math.max(0, s.inflight - 1);
+      this.#changed();
+    },
+    uncount: (s, demand) => this.#uncount(s, demand),
+    probeOver: (probe, ok) => this.probeOver(probe, ok),
+  };
   // One context serves every acquire (strategies run synchronously), so choosing a key allocates nothing.
   #req: AcquireRequest = NO_REQUEST;
   #avoiding = false;
@@ -145,8 +128,19 @@ export class KeyPool {
     this.#probeLeaseMs = options.probeLeaseMs ?? 600_000;
     this.#sessions = new StickySessions(options.maxSessions ?? 0);
     this.#listener = options.listener;
-    this.#ledger = options.ledger;
-    this.#countInflight = options.strategy === 'least_inflight' || options.strategy === 'headroom';
+    const countInflight = options.strategy === 'least_inflight' || options.strategy === 'headroom';
+    this.#admission =
+      options.ledger === undefined
+        ? undefined
+        : new SharedAdmission(upstream, options.ledger, countInflight, {
+            ticketDrawn: (s, ticket) => {
+              // Starting at the ticket spreads round robin across replicas too. Only when no other request
+              // moved the cursor since this one: a late answer must not send it back.
+              const n = this.#states.length;
+              if (this.#cursor === (s.index + 1) % n) this.#cursor = ticket % n;
+            },
+            changed: () => this.#changed(),
+          });
     this.#usable = this.#states.length;
     this.#byFingerprint = new Map(this.#states.map((s) => [s.key.fingerprint, s] as const));
     for (const k of keys) if (k.options.group !== undefined) this.#groups.set(k.options.group, new Map());
@@ -163,7 +157,7 @@ export class KeyPool {
 
   /** True when a shared store must confirm each acquired key (`confirm`). */
   get shared(): boolean {
-    return this.#ledger !== undefined;
+    return this.#admission !== undefined;
   }
 
   states(): readonly KeyState[] {
@@ -178,9 +172,9 @@ export class KeyPool {
 
   /**
    * Chooses a key that can take the demand now (by the strategy, the sticky session first) and takes it:
-   * counts the request and an in-flight slot. The caller must call `end` once the attempt is over.
+   * counts the request and an in-flight slot. The lease it returns must be ended (or abandoned) once.
    */
-  acquire(req: AcquireRequest): KeyState | undefined {
+  acquire(req: AcquireRequest): Lease | undefined {
     const { demand, now } = req;
     this.#req = req;
     this.#avoiding = req.avoidGroups !== undefined && req.avoidGroups.size > 0;
@@ -197,16 +191,14 @@ export class KeyPool {
       }
     }
     this.#req = NO_REQUEST;
-    this.#lastProbe = undefined;
     if (chosen === undefined) return undefined;
 
     this.#cursor = (chosen.index + 1) % this.#states.length;
     if (req.session !== undefined) this.#sessions.remember(req.session, chosen);
-    this.#lastProbe = claimProbe(chosen, demand, now, now + this.#probeLeaseMs);
+    const probe = claimProbe(chosen, demand, now, now + this.#probeLeaseMs);
     chosen.inflight++;
     chosen.stats.attempts++;
-    this.#lastMark = countRequest(chosen, demand, now);
-    return chosen;
+    return new Lease(this.#owner, chosen, demand, countRequest(chosen, demand, now), probe);
   }
 
   /**
@@ -225,77 +217,11 @@ export class KeyPool {
   }
 
   /**
-   * With a shared store: confirms a key `acquire` just took. Near a limit (a hand-set rpm, tpm or
-   * maxConcurrent; a low bucket; a refusal within the last window) it waits for the store: a refusal
-   * (another replica used up the limit or the slots) gives the key back, holds it until the limit frees,
-   * and resolves undefined: acquire again. Far from every limit the take is sent without waiting: the
-   * attempt goes out now and the shared counts catch up within a round trip (a refusal arriving then
-   * holds the key for later attempts). Call it only on a shared pool.
+   * With a shared store: has the store confirm a lease `acquire` just took (see SharedAdmission.confirm).
+   * false: the store refused it, the lease is abandoned, acquire again. Without a store: true.
    */
-  async confirm(s: KeyState, demand: Demand, now: number): Promise<Granted | undefined> {
-    const ledger = this.#ledger;
-    if (ledger === undefined) return { mark: undefined };
-    const o = s.key.options;
-    const taking = ledger.take({
-      upstream: this.upstream,
-      fingerprint: s.key.fingerprint,
-      model: demand.model,
-      tokens: demand.tokens,
-      limits: { rpm: o.rpm, tpm: o.tpm, maxConcurrent: o.maxConcurrent },
-      now,
-      countInflight: this.#countInflight,
-    });
-    const granted: Granted = { mark: undefined };
-    if (o.rpm === undefined && o.tpm === undefined && o.maxConcurrent === undefined && !this.#mustAsk(s, demand, now)) {
-      void taking.then((r) => {
-        if (r.ok === false) this.#refused(s, demand, r.why, r.until, now);
-        else if (r.ok === true) this.#granted(s, demand, r, granted, now);
-      });
-      return granted;
-    }
-    const r = await taking;
-    if (r.ok === 'local') return granted;
-    if (r.ok) {
-      this.#granted(s, demand, r, granted, now);
-      return granted;
-    }
-    this.#giveBack(s, demand);
-    this.#refused(s, demand, r.why, r.until, now);
-    return undefined;
-  }
-
-  /**
-   * Whether an attempt must wait for the store's yes although the key has no hand-set limit: near the end
-   * of a bucket, or when this replica has not seen the key's buckets for the model yet (another replica
-   * may have used them up) and the upstream sends rate-limit headers at all.
-   */
-  #mustAsk(s: KeyState, demand: Demand, now: number): boolean {
-    if (isTight(s, demand, now)) return true;
-    const scope = s.scopes.get(demand.model);
-    const known = scope !== undefined && (scope.requests !== undefined || scope.tokens !== undefined);
-    return !known && (this.#reporting > 0 || this.#responses < HEADERLESS_AFTER);
-  }
-
-  #granted(s: KeyState, demand: Demand, r: Extract<TakeResult, { ok: true }>, granted: Granted, now: number): void {
-    granted.mark = r.mark;
-    // Less headroom can let no waiter through: nothing to announce.
-    if (r.requests !== undefined || r.tokens !== undefined) adoptShared(scopeOf(s.scopes, demand.model), r, now);
-    if (r.inflight !== undefined) s.remoteInflight = Math.max(0, r.inflight - s.inflight);
-    // Tickets are consecutive over all replicas: starting there spreads round robin across them too. Only
-    // when no other request moved the cursor since this one: a late answer must not send it back.
-    const n = this.#states.length;
-    if (this.#cursor === (s.index + 1) % n) this.#cursor = r.ticket % n;
-  }
-
-  /** Key-wide limits hold the key for every model; the upstream's buckets only for this one. */
-  #refused(s: KeyState, demand: Demand, why: Refusal, until: number, now: number): void {
-    const scope = scopeOf(s.scopes, why === 'requests' || why === 'tokens' ? demand.model : '');
-    const end = Number.isFinite(until) ? until : now + SLOT_RECHECK_MS;
-    if (end >= scope.heldUntil) {
-      scope.heldUntil = end;
-      scope.heldFor = why === 'slots' ? 'slots' : 'limit';
-    }
-    this.#changed();
+  confirm(lease: Lease, now: number): boolean | Promise<boolean> {
+    return this.#admission === undefined ? true : this.#admission.confirm(lease, now);
   }
 
   /** A slot of a full key was freed at some replica: lift this replica's hold on it (not an rpm/tpm hold). */
@@ -307,16 +233,8 @@ export class KeyPool {
     this.#changed();
   }
 
-  /** The attempt with this key is over (answered, failed or cancelled); `outcome` feeds shared usage counters. */
-  end(s: KeyState, outcome?: UsageCounter): void {
-    s.inflight = Math.max(0, s.inflight - 1);
-    this.#ledger?.release({ upstream: this.upstream, fingerprint: s.key.fingerprint, outcome, maxConcurrent: s.key.options.maxConcurrent });
-    this.#changed();
-  }
-
-  /** Undoes what `acquire` counted for a key the shared store refused (the caller ends its probe). */
-  #giveBack(s: KeyState, demand: Demand): void {
-    s.inflight = Math.max(0, s.inflight - 1);
+  /** Undoes what `acquire` counted for an attempt that never went out. */
+  #uncount(s: KeyState, demand: Demand): void {
     s.stats.attempts--;
     s.rpm.count = Math.max(0, s.rpm.count - 1);
     s.tpm.count = Math.max(0, s.tpm.count - demand.tokens);
@@ -327,49 +245,26 @@ export class KeyPool {
   }
 
   /**
-   * Where the request just acquired stands in its scope's counts. Read it synchronously after `acquire`
-   * and hand it back to `observe` with that request's response.
-   */
-  get lastMark(): Mark {
-    return this.#lastMark;
-  }
-
-  /**
-   * The scope the request just acquired probes, if it is a probe (read it with `lastMark`). Hand it to
-   * `probeOver` once the attempt is answered, failed, refused or given back.
-   */
-  get lastProbe(): Probe | undefined {
-    return this.#lastProbe;
-  }
-
-  /**
    * A probe's answer is in: the scope is open to everyone again, and owes no more probes if it succeeded
-   * (a failure that cools the key again owes a new one through `cool`). Called at the response's head,
-   * not its end: a successful probe's stream must not keep the key from others.
+   * (a failure that cools the key again owes a new one through `cool`). Leases call it.
    */
-  probeOver(probe: Probe | undefined, ok: boolean): void {
-    if (probe === undefined) return;
+  probeOver(probe: Scope, ok: boolean): void {
     probe.probeUntil = 0;
     if (ok) probe.probePending = false;
     this.#changed();
   }
 
-  /**
-   * Records the upstream's rate-limit headers for this key and model, reported for the request at `mark`
-   * (and `sharedMark` in the shared store's counts, when the store granted the key).
-   */
-  observe(s: KeyState, model: string, headers: HeaderBag, now: number, mark: Mark, sharedMark?: Mark): void {
-    this.#responses++;
+  /** Records the upstream's rate-limit headers for the attempt's key and model, matched to its mark. */
+  observe(lease: ObservedAttempt, headers: HeaderBag, now: number): void {
     const report = readReport(headers, now);
-    if (report === undefined) return;
-    this.#reporting++;
-    const scope = scopeOf(s.scopes, model);
-    const first = scope.requests === undefined && scope.tokens === undefined;
-    const learnt = observeReport(scope, report, mark);
-    // The store needs a bucket only near its end (admission) and once to start from: far from the limit
-    // every replica learns enough from its own responses, and reports would cost Redis work per request.
-    if (sharedMark !== undefined && this.#ledger !== undefined && (first || isTight(s, { model, tokens: 0 }, now))) {
-      this.#ledger.report({ upstream: this.upstream, fingerprint: s.key.fingerprint, model, mark: sharedMark, ...report, now });
+    let learnt = false;
+    if (report !== undefined) {
+      const scope = scopeOf(lease.state.scopes, lease.demand.model);
+      const first = scope.requests === undefined && scope.tokens === undefined;
+      learnt = observeReport(scope, report, lease.mark);
+      this.#admission?.observed(lease, report, first, now);
+    } else {
+      this.#admission?.observed(lease, undefined, false, now);
     }
     if (learnt) this.#changed();
   }

@@ -4,7 +4,8 @@
 // agent with 500 queued requests does not starve one with 5. Within a client, requests for one model go
 // in order; a request for a model that has a free key does not wait behind one for a model that has none.
 import type { Clock } from '../clock.js';
-import type { KeyPool, KeyState } from './pool.js';
+import type { Lease } from './lease.js';
+import type { KeyPool } from './pool.js';
 import type { Demand } from './key-state.js';
 
 export interface WaitRequest {
@@ -19,13 +20,13 @@ export interface WaitRequest {
    * Takes a key if one can serve this request now (called only by the room, in fair order). A promise
    * when a shared store confirms the choice: the room waits for it before serving the next client.
    */
-  readonly tryAcquire: () => KeyState | undefined | Promise<KeyState | undefined>;
+  readonly tryAcquire: () => Lease | undefined | Promise<Lease | undefined>;
   /** Returns a key `tryAcquire` took after the request left (timed out or aborted while a store confirmed). */
-  readonly giveBack: (state: KeyState) => void;
+  readonly giveBack: (lease: Lease) => void;
 }
 
 export type WaitResult =
-  | { readonly kind: 'acquired'; readonly state: KeyState }
+  | { readonly kind: 'acquired'; readonly lease: Lease }
   | { readonly kind: 'timeout' }
   | { readonly kind: 'full' }
   /** Every key is disabled: nothing will ever free up, so waiting on is pointless. */
@@ -198,14 +199,14 @@ export class WaitingRoom {
       if (w.settled) continue;
       const got = w.req.tryAcquire();
       // A store that fails answers "no key" (stores never reject; this keeps a bug from killing the process).
-      const state = got instanceof Promise ? await got.catch(() => undefined) : got;
-      if (state === undefined) continue;
+      const lease = got instanceof Promise ? await got.catch(() => undefined) : got;
+      if (lease === undefined) continue;
       if (w.settled) {
         // It left (timeout, abort) while the store was confirming: the key goes back.
-        w.req.giveBack(state);
+        w.req.giveBack(lease);
         continue;
       }
-      w.resolve({ kind: 'acquired', state });
+      w.resolve({ kind: 'acquired', lease });
       return true;
     }
     return false;

@@ -135,7 +135,8 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
       return;
     }
 
-    const { response, state, attempts, waitedMs } = outcome;
+    const { response, lease, attempts, waitedMs } = outcome;
+    const state = lease.state;
     let status = response.status;
     let complete = false;
     try {
@@ -165,7 +166,7 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
       raw.destroy();
       request.log.warn({ err: (err as Error).message }, 'could not forward the upstream response');
     } finally {
-      pool.end(state, response.status < 300 ? 'successes' : undefined);
+      lease.end(response.status < 300 ? 'successes' : undefined);
       done();
     }
     if (!complete) {

@@ -10,9 +10,9 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { KeypoolError } from '../errors.js';
 import { decide, type Verdict } from '../keys/cooldown.js';
-import type { Demand, Granted, KeyPool, KeyState, Mark, Probe } from '../keys/pool.js';
+import type { Demand, KeyPool, KeyState, Lease } from '../keys/pool.js';
 import type { WaitingRoom, WaitResult } from '../keys/waiting-room.js';
-import type { UsageCounter } from '../state/store.js';
+import type { UsageCounter } from '../keys/ledger.js';
 import { describeNetworkError, giveUp, queueFull, type Failure } from './give-up.js';
 import { readSnippet, type UpstreamResponse } from './forward.js';
 
@@ -58,8 +58,8 @@ export type RotateOutcome = Outcome & {
 };
 
 type Outcome =
-  /** Hand this response to the client. The key stays in flight until the caller calls pool.end. */
-  | { readonly kind: 'deliver'; readonly response: UpstreamResponse; readonly state: KeyState; readonly attempts: number }
+  /** Hand this response to the client. The key stays in flight until the caller ends the lease. */
+  | { readonly kind: 'deliver'; readonly response: UpstreamResponse; readonly lease: Lease; readonly attempts: number }
   | { readonly kind: 'error'; readonly error: KeypoolError; readonly attempts: number; readonly state: KeyState | undefined }
   /** The client left: nothing to answer. */
   | { readonly kind: 'aborted'; readonly attempts: number; readonly state: KeyState | undefined };
@@ -100,44 +100,23 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     waitedMs: waited,
   });
 
-  // The mark (and probe) are read in the same synchronous step as the acquire (the room calls this from its dispatch).
-  let mark: Mark = pool.lastMark;
-  let probe: Probe | undefined;
-  // Where the request stands in the shared store's counts, when a shared store granted the key.
-  let granted: Granted | undefined;
-  const acquireLocal = (exclude: ReadonlySet<KeyState> | undefined): KeyState | undefined => {
-    const s = pool.acquire({ demand, now: clock.now(), exclude, avoidGroups: failedGroups, session: req.session });
-    if (s !== undefined) {
-      mark = pool.lastMark;
-      probe = pool.lastProbe;
-    }
-    return s;
-  };
-  /** The attempt's probe (if it is one) is over. */
-  const probed = (ok: boolean): void => {
-    pool.probeOver(probe, ok);
-    probe = undefined;
-  };
   /**
    * With a shared store the store confirms each local choice; a refusal holds that key back and the
    * pool chooses again (bounded: each refusal holds another key). Without one, nothing to await.
    */
-  const confirmed = async (pick: () => KeyState | undefined): Promise<KeyState | undefined> => {
+  const confirmed = async (pick: () => Lease | undefined): Promise<Lease | undefined> => {
     for (let i = 0; i <= pool.size; i++) {
-      const s = pick();
-      if (s === undefined) return undefined;
-      const g = await pool.confirm(s, demand, clock.now());
-      if (g !== undefined) {
-        granted = g;
-        return s;
-      }
-      probed(false);
+      const l = pick();
+      if (l === undefined) return undefined;
+      if (await pool.confirm(l, clock.now())) return l;
     }
     return undefined;
   };
-  const take = (pick: () => KeyState | undefined): KeyState | undefined | Promise<KeyState | undefined> => (pool.shared ? confirmed(pick) : pick());
-  const anyLocal = (): KeyState | undefined => acquireLocal(tried) ?? acquireLocal(undefined);
-  const untriedLocal = (): KeyState | undefined => acquireLocal(tried);
+  const acquireLocal = (exclude: ReadonlySet<KeyState> | undefined): Lease | undefined =>
+    pool.acquire({ demand, now: clock.now(), exclude, avoidGroups: failedGroups, session: req.session });
+  const take = (pick: () => Lease | undefined): Lease | undefined | Promise<Lease | undefined> => (pool.shared ? confirmed(pick) : pick());
+  const anyLocal = (): Lease | undefined => acquireLocal(tried) ?? acquireLocal(undefined);
+  const untriedLocal = (): Lease | undefined => acquireLocal(tried);
   const acquireAny = () => take(anyLocal);
   const acquireUntried = () => take(untriedLocal);
   /** How long this request may still wait for a key; 0 when it may not, or when no key comes back in time. */
@@ -150,28 +129,25 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
     return limit;
   };
   /** Waits in the room for a key: the key, undefined on timeout, or why it could not wait. */
-  const waitInRoom = async (tryAcquire: () => KeyState | undefined | Promise<KeyState | undefined>, limit: number): Promise<KeyState | undefined | 'full' | 'stopped'> => {
+  const waitInRoom = async (tryAcquire: () => Lease | undefined | Promise<Lease | undefined>, limit: number): Promise<Lease | undefined | 'full' | 'stopped'> => {
     const t0 = clock.now();
     req.onWait?.();
     let result: WaitResult;
     try {
-      const giveBack = (s: KeyState): void => {
-        probed(false);
-        pool.end(s);
-      };
+      const giveBack = (l: Lease): void => l.abandon();
       result = await deps.room.wait({ client: req.client, demand, maxWaitMs: limit, signal, tryAcquire, giveBack });
     } catch {
       return 'stopped';
     }
     waited += clock.now() - t0;
-    return result.kind === 'acquired' ? result.state : result.kind === 'full' ? 'full' : undefined;
+    return result.kind === 'acquired' ? result.lease : result.kind === 'full' ? 'full' : undefined;
   };
 
   // Bounded: each pass either makes an attempt or spends a unit of budget.
   const maxPasses = pool.size + retry.maxRetries + 1;
   for (let pass = 0; pass < maxPasses; pass++) {
     if (signal.aborted) return stopped();
-    let state: KeyState | undefined;
+    let lease: Lease | undefined;
     let fairWait = 0;
     if (attempts === 0 && deps.room.size > 0 && (fairWait = waitBudget()) > 0) {
       // Others are already waiting: queue behind them (fairly) instead of taking a key that frees up in
@@ -179,12 +155,12 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       const got = await waitInRoom(acquireUntried, fairWait);
       if (got === 'stopped') return stopped();
       if (got === 'full') return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState, waitedMs: waited };
-      state = got;
+      lease = got;
     } else if (!chargeNext) {
       const got = acquireUntried();
-      state = got instanceof Promise ? await got : got;
+      lease = got instanceof Promise ? await got : got;
     }
-    if (state === undefined) {
+    if (lease === undefined) {
       // The pool is exhausted for this request (or a server fault makes the next attempt cost anyway).
       if (pool.usable === 0 || retries >= retry.maxRetries) return fail();
       if (chargeNext) {
@@ -200,8 +176,8 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
         chargeNext = false;
       }
       const any = acquireAny();
-      state = any instanceof Promise ? await any : any;
-      if (state === undefined) {
+      lease = any instanceof Promise ? await any : any;
+      if (lease === undefined) {
         // Fail fast, with Retry-After, when the earliest key is known to come back too late.
         const limit = waitBudget();
         if (limit === 0) return fail();
@@ -210,40 +186,39 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
         if (got === 'stopped') return stopped();
         if (got === 'full') return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState, waitedMs: waited };
         if (got === undefined) return fail();
-        state = got;
+        lease = got;
       } else {
         retries++;
       }
     }
 
     attempts++;
+    const state = lease.state;
     lastState = state;
     let res: UpstreamResponse;
     try {
       res = await req.send(state, signal);
     } catch (err) {
       // Connection errors are not server answers: not counted as a key's serverErrors.
-      probed(false);
-      pool.end(state, undefined);
+      lease.end(undefined);
       if (signal.aborted) return stopped();
       faults++;
       chargeNext = true;
       last = { kind: 'network', reason: describeNetworkError(err) };
       continue;
     }
-    pool.observe(state, demand.model, res.headers, clock.now(), mark, granted?.mark);
+    pool.observe(lease, res.headers, clock.now());
 
     if (!isFailureStatus(res.status)) {
       // At the head, not the end of the stream: a good answer opens the key to everyone at once.
-      probed(res.status < 300);
+      lease.answered(res.status < 300);
       if (res.status < 300) pool.succeeded(state, demand.model);
-      return { kind: 'deliver', response: res, state, attempts, waitedMs: waited };
+      return { kind: 'deliver', response: res, lease, attempts, waitedMs: waited };
     }
 
     const bodyText = await readSnippet(res, (ms, fn) => clock.timer(ms, fn));
     if (signal.aborted) {
-      probed(false);
-      pool.end(state, undefined);
+      lease.end(undefined);
       return stopped();
     }
     const now = clock.now();
@@ -251,8 +226,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
       { status: res.status, headers: res.headers, bodyText },
       { now, streak: pool.streakOf(state, demand.model) + 1, random: deps.random(), settings: deps.cooldown },
     );
-    pool.end(state, outcomeOf(verdict));
-    // A failed probe frees its scope only below, once the key is cooled or disabled (the same tick).
+    // A failed probe frees its scope only once the key is cooled or disabled: the lease ends after that, in the same tick.
     switch (verdict.kind) {
       case 'rotate':
         pool.cool(state, demand.model, verdict.until, verdict.reason, now);
@@ -275,7 +249,7 @@ export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<Rota
         // isFailureStatus and decide agree by construction; reaching here is a keypool bug.
         throw new Error(`policy delivered failure status ${res.status}`);
     }
-    probed(false);
+    lease.end(outcomeOf(verdict));
   }
   return fail();
 }

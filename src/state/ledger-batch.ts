@@ -2,7 +2,16 @@
 // reports wait here to ride along with the next take (usage: the next per-second flush), so an attempt
 // costs one round trip. It also keeps this replica's own slot count, the truth Redis is reset to after
 // an outage or a call whose answer was lost. Pure bookkeeping: no timers, no I/O (redis-store.ts has those).
-import type { BucketReport, ReleaseRequest, ReportRequest } from './store.js';
+import type { BucketReport, ReportRequest, UsageCounter } from './store.js';
+
+/** One attempt's end, as the batch counts it. */
+export interface ReleaseRequest {
+  readonly upstream: string;
+  readonly fingerprint: string;
+  readonly outcome: UsageCounter | undefined;
+  /** The key's limit, so a release that frees a slot of a full key can tell the others. */
+  readonly maxConcurrent: number | undefined;
+}
 
 export type Arg = string | number;
 

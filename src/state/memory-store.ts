@@ -1,7 +1,8 @@
 // The reference StateStore: replicas in one process share one hub (tests, and the semantics the Redis
 // store must match: the same contract suite runs against both). Cooldowns only extend, entries expire at
 // their deadline, publishers do not hear their own facts, slots of a silent replica stop counting.
-import { countWindow, left, roll, type Bucket, type KeyStats, type Window } from '../keys/key-state.js';
+import type { KeyStats } from '../keys/key-state.js';
+import { countWindow, left, requestsShortUntil, roll, tokensShortUntil, windowFullUntil, type Bucket, type Window } from '../keys/windows.js';
 import {
   DEFAULT_REPLICA_TIMEOUT_MS,
   LEDGER_WINDOW_MS,
@@ -11,6 +12,8 @@ import {
   type Refusal,
   type StateStore,
   type StoredFact,
+  type TakeRequest,
+  type TakeResult,
 } from './store.js';
 
 interface ScopeLedger {
@@ -87,68 +90,21 @@ export class MemoryHub {
       onReconnect() {
         // Always reachable.
       },
-      async take(req) {
+      take(req) {
         beat();
-        const { now, tokens, limits } = req;
-        const id = `${req.upstream}|${req.fingerprint}`;
-        const ledger = hub.#ledger(id);
-        let until = 0;
-        let why: Refusal = 'slots';
-        const block = (at: number, reason: Refusal): void => {
-          if (at > until) {
-            until = at;
-            why = reason;
-          }
-        };
-        const { rpm, tpm } = ledger;
-        if (limits.rpm !== undefined && now < rpm.start + LEDGER_WINDOW_MS && rpm.count >= limits.rpm) block(rpm.start + LEDGER_WINDOW_MS, 'rpm');
-        if (limits.tpm !== undefined && now < tpm.start + LEDGER_WINDOW_MS && tpm.count > 0 && tpm.count + tokens > limits.tpm) {
-          block(tpm.start + LEDGER_WINDOW_MS, 'tpm');
-        }
-        let scope = ledger.scopes.get(req.model);
-        const r = scope?.requests;
-        if (scope !== undefined && r !== undefined && left(r, scope.sent, now) <= 0) block(r.resetAt, 'requests');
-        const t = scope?.tokens;
-        if (scope !== undefined && t !== undefined && left(t, scope.sentTokens, now) < Math.min(tokens, t.limit)) block(t.resetAt, 'tokens');
-        if (until > now) return { ok: false, why, until };
-        const inflight = hub.#inflight(id, me, now);
-        if (limits.maxConcurrent !== undefined && inflight >= limits.maxConcurrent) return { ok: false, why: 'slots', until: Infinity };
-
-        countWindow(rpm, 1, now);
-        countWindow(tpm, tokens, now);
-        if (scope === undefined) {
-          scope = { sent: 0, sentTokens: 0, requests: undefined, tokens: undefined };
-          ledger.scopes.set(req.model, scope);
-        }
-        if (scope.requests) roll(scope.requests, scope.sent, now);
-        if (scope.tokens) roll(scope.tokens, scope.sentTokens, now);
-        scope.sent++;
-        scope.sentTokens += tokens;
-        me.slots.set(id, (me.slots.get(id) ?? 0) + 1);
-        hub.#count(req.upstream, req.fingerprint, 'attempts');
-        const ticket = (hub.#tickets.get(req.upstream) ?? 0) + 1;
-        hub.#tickets.set(req.upstream, ticket);
+        const result = hub.#take(req, me);
+        let released = false;
         return {
-          ok: true,
-          mark: { requests: scope.sent, tokens: scope.sentTokens },
-          inflight: inflight + 1,
-          ticket,
-          requests: leftAfter(scope.requests, scope.sent, now),
-          tokens: leftAfter(scope.tokens, scope.sentTokens, now),
+          answer: Promise.resolve(result),
+          release(outcome) {
+            if (released) return;
+            released = true;
+            beat();
+            if (outcome !== undefined) hub.#count(req.upstream, req.fingerprint, outcome);
+            // A refused take holds no slot: its release frees nobody else's.
+            if (result.ok === true) hub.#release(req.upstream, req.fingerprint, req.limits.maxConcurrent, me);
+          },
         };
-      },
-      release(req) {
-        beat();
-        const id = `${req.upstream}|${req.fingerprint}`;
-        if (req.outcome !== undefined) hub.#count(req.upstream, req.fingerprint, req.outcome);
-        const mine = me.slots.get(id) ?? 0;
-        if (mine === 0) return;
-        if (mine === 1) me.slots.delete(id);
-        else me.slots.set(id, mine - 1);
-        const max = req.maxConcurrent;
-        if (max !== undefined && hub.#inflight(id, me, hub.#now()) + 1 >= max) {
-          for (const r of hub.#replicas) for (const fn of r.onFreed) fn(req.upstream, req.fingerprint);
-        }
       },
       report(req) {
         beat();
@@ -173,6 +129,64 @@ export class MemoryHub {
         hub.#replicas.delete(me);
       },
     };
+  }
+
+  #take(req: TakeRequest, me: Replica): TakeResult {
+    const { now, tokens, limits } = req;
+    const id = `${req.upstream}|${req.fingerprint}`;
+    const ledger = this.#ledger(id);
+    let until = 0;
+    let why: Refusal = 'slots';
+    const block = (at: number, reason: Refusal): void => {
+      if (at > until) {
+        until = at;
+        why = reason;
+      }
+    };
+    block(windowFullUntil(ledger.rpm, limits.rpm, 1, now), 'rpm');
+    block(windowFullUntil(ledger.tpm, limits.tpm, tokens, now), 'tpm');
+    let scope = ledger.scopes.get(req.model);
+    if (scope !== undefined) {
+      block(requestsShortUntil(scope.requests, scope.sent, now), 'requests');
+      block(tokensShortUntil(scope.tokens, scope.sentTokens, tokens, now), 'tokens');
+    }
+    if (until > now) return { ok: false, why, until };
+    const inflight = this.#inflight(id, me, now);
+    if (limits.maxConcurrent !== undefined && inflight >= limits.maxConcurrent) return { ok: false, why: 'slots', until: Infinity };
+
+    countWindow(ledger.rpm, 1, now);
+    countWindow(ledger.tpm, tokens, now);
+    if (scope === undefined) {
+      scope = { sent: 0, sentTokens: 0, requests: undefined, tokens: undefined };
+      ledger.scopes.set(req.model, scope);
+    }
+    if (scope.requests) roll(scope.requests, scope.sent, now);
+    if (scope.tokens) roll(scope.tokens, scope.sentTokens, now);
+    scope.sent++;
+    scope.sentTokens += tokens;
+    me.slots.set(id, (me.slots.get(id) ?? 0) + 1);
+    this.#count(req.upstream, req.fingerprint, 'attempts');
+    const ticket = (this.#tickets.get(req.upstream) ?? 0) + 1;
+    this.#tickets.set(req.upstream, ticket);
+    return {
+      ok: true,
+      mark: { requests: scope.sent, tokens: scope.sentTokens },
+      inflight: inflight + 1,
+      ticket,
+      requests: leftAfter(scope.requests, scope.sent, now),
+      tokens: leftAfter(scope.tokens, scope.sentTokens, now),
+    };
+  }
+
+  #release(upstream: string, fingerprint: string, maxConcurrent: number | undefined, me: Replica): void {
+    const id = `${upstream}|${fingerprint}`;
+    const mine = me.slots.get(id) ?? 0;
+    if (mine === 0) return;
+    if (mine === 1) me.slots.delete(id);
+    else me.slots.set(id, mine - 1);
+    if (maxConcurrent !== undefined && this.#inflight(id, me, this.#now()) + 1 >= maxConcurrent) {
+      for (const r of this.#replicas) for (const fn of r.onFreed) fn(upstream, fingerprint);
+    }
   }
 
   #ledger(id: string): KeyLedger {

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { KeyStats } from '../keys/key-state.js';
-import { LedgerBatch, type Arg } from './ledger-batch.js';
+import { LedgerBatch, type Arg, type ReleaseRequest } from './ledger-batch.js';
 import { EXTEND_AND_PUBLISH, FLUSH, HEARTBEAT, RESET_SLOTS, TAKE } from './redis-scripts.js';
 import {
   DEFAULT_REPLICA_TIMEOUT_MS,
@@ -18,8 +18,8 @@ import {
   expiryOf,
   factId,
   type BucketReport,
+  type LedgerTake,
   type Refusal,
-  type ReleaseRequest,
   type ReportRequest,
   type StateStore,
   type StoredFact,
@@ -185,7 +185,20 @@ export class RedisStore implements StateStore {
     this.#reconnectFns.push(fn);
   }
 
-  async take(req: TakeRequest): Promise<TakeResult> {
+  take(req: TakeRequest): LedgerTake {
+    const answer = this.#take(req);
+    let released = false;
+    return {
+      answer,
+      release: (outcome) => {
+        if (released) return;
+        released = true;
+        this.#release({ upstream: req.upstream, fingerprint: req.fingerprint, outcome, maxConcurrent: req.limits.maxConcurrent });
+      },
+    };
+  }
+
+  async #take(req: TakeRequest): Promise<TakeResult> {
     const { upstream, fingerprint, model, now, limits } = req;
     // Slots are tracked only where someone reads them: a key with maxConcurrent, a strategy comparing them.
     const slots = req.countInflight === true || limits.maxConcurrent !== undefined;
@@ -227,7 +240,7 @@ export class RedisStore implements StateStore {
     }
   }
 
-  release(req: ReleaseRequest): void {
+  #release(req: ReleaseRequest): void {
     if (this.#batch.release(req)) this.#scheduleFlush();
     if (req.outcome !== undefined) this.#scheduleUsage();
   }

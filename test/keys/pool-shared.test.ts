@@ -4,8 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_KEY_OPTIONS, Key, type KeyOptions } from '../../src/keys/key.js';
 import type { Demand } from '../../src/keys/key-state.js';
-import { KeyPool, SLOT_RECHECK_MS, type Granted, type Ledger } from '../../src/keys/pool.js';
-import type { TakeRequest, TakeResult } from '../../src/state/store.js';
+import type { Ledger, TakeRequest, TakeResult } from '../../src/keys/ledger.js';
+import { KeyPool, SLOT_RECHECK_MS, type Lease as _Lease } from '../../src/keys/pool.js';
 
 const GPT4: Demand = { model: 'gpt-4o', tokens: 10 };
 const HEADERS = { 'x-ratelimit-limit-requests': '1000', 'x-ratelimit-remaining-requests': '900', 'x-ratelimit-reset-requests': '60s' };
@@ -16,9 +16,10 @@ const GRANT: TakeResult = { ok: true, mark: { requests: 1, tokens: 10 }, infligh
 function handLedger() {
   const takes: { req: TakeRequest; answer: (r: TakeResult) => void }[] = [];
   const ledger: Ledger = {
-    take: (req) => new Promise<TakeResult>((answer) => takes.push({ req, answer })),
-    release: () => undefined,
+    take: (req) => ({ answer: new Promise<TakeResult>((answer) => takes.push({ req, answer })), release: () => undefined }),
     report: () => undefined,
+    usage: async () => ({}),
+    onFreed: () => undefined,
   };
   return { ledger, takes };
 }
@@ -30,17 +31,17 @@ function pool(ledger: Ledger, options: Partial<KeyOptions> = {}, n = 2) {
 
 /** Confirms and reports whether the confirm settled before the ledger answered. */
 async function confirmNow(p: KeyPool, now: number) {
-  const s = p.acquire({ demand: GPT4, now })!;
-  let settled: Granted | undefined | 'pending' = 'pending';
-  const done = p.confirm(s, GPT4, now).then((g) => (settled = g));
+  const l = p.acquire({ demand: GPT4, now })!;
+  let settled: boolean | 'pending' = 'pending';
+  const done = Promise.resolve(p.confirm(l, now)).then((g) => (settled = g));
   await Promise.resolve();
   await Promise.resolve();
-  return { s, settled: () => settled, done };
+  return { l, s: l.state, settled: () => settled, done };
 }
 
 /** Lets the pool learn the upstream's buckets for both keys (far from the limit). */
 function learn(p: KeyPool, headers: Record<string, string>, now: number) {
-  for (const s of p.states()) p.observe(s, GPT4.model, headers, now, { requests: 0, tokens: 0 });
+  for (const s of p.states()) p.observe({ state: s, demand: GPT4, mark: { requests: 0, tokens: 0 }, sharedMark: undefined }, headers, now);
 }
 
 describe('KeyPool with a shared store', () => {
@@ -51,7 +52,8 @@ describe('KeyPool with a shared store', () => {
     expect(first.settled()).toBe('pending');
     takes[0]!.answer(GRANT);
     await first.done;
-    expect(first.settled()).toMatchObject({ mark: { requests: 1, tokens: 10 } });
+    expect(first.settled()).toBe(true);
+    expect(first.l.sharedMark).toEqual({ requests: 1, tokens: 10 });
   });
 
   it('far from every limit, an attempt goes out without waiting; the mark arrives with the answer', async () => {
@@ -59,11 +61,11 @@ describe('KeyPool with a shared store', () => {
     const p = pool(ledger);
     learn(p, HEADERS, 0);
     const c = await confirmNow(p, 0);
-    const g = c.settled();
-    expect(g).toEqual({ mark: undefined });
+    expect(c.settled()).toBe(true);
+    expect(c.l.sharedMark).toBeUndefined();
     takes[0]!.answer(GRANT);
     await Promise.resolve();
-    expect((g as Granted).mark).toEqual({ requests: 1, tokens: 10 });
+    expect(c.l.sharedMark).toEqual({ requests: 1, tokens: 10 });
   });
 
   it('near the end of a bucket, or with a hand-set limit, every attempt waits', async () => {
@@ -81,8 +83,8 @@ describe('KeyPool with a shared store', () => {
   it('an upstream that never sends rate-limit headers stops being waited on', async () => {
     const { ledger } = handLedger();
     const p = pool(ledger);
-    for (let i = 0; i < 20; i++) p.observe(p.states()[0]!, GPT4.model, {}, 0, { requests: 0, tokens: 0 });
-    expect((await confirmNow(p, 0)).settled()).toEqual({ mark: undefined });
+    for (let i = 0; i < 20; i++) p.observe({ state: p.states()[0]!, demand: GPT4, mark: { requests: 0, tokens: 0 }, sharedMark: undefined }, {}, 0);
+    expect((await confirmNow(p, 0)).settled()).toBe(true);
   });
 
   it("a refusal gives the key back and holds it until the limit frees; the next choice is another key", async () => {
@@ -91,7 +93,7 @@ describe('KeyPool with a shared store', () => {
     const c = await confirmNow(p, 0);
     expect(c.s.key.name).toBe('k1');
     takes[0]!.answer({ ok: false, why: 'slots', until: Infinity });
-    expect(await c.done).toBeUndefined();
+    expect(await c.done).toBe(false);
     expect(c.s.inflight).toBe(0);
     expect(c.s.stats.attempts).toBe(0);
     // Held for every model until a slot frees (or the recheck time), not a cooldown.
@@ -99,7 +101,7 @@ describe('KeyPool with a shared store', () => {
     expect(c.s.scopes.get('')!.cooldownUntil).toBe(0);
     // The request was never sent: the model's counts (what buckets are measured against) are given back too.
     expect(c.s.scopes.get(GPT4.model)).toMatchObject({ sent: 0, sentTokens: 0 });
-    expect(p.acquire({ demand: GPT4, now: 10 })?.key.name).toBe('k2');
+    expect(p.acquire({ demand: GPT4, now: 10 })?.state.key.name).toBe('k2');
     p.freed(c.s.key.fingerprint);
     expect(c.s.scopes.get('')!.heldUntil).toBe(0);
   });
@@ -109,7 +111,7 @@ describe('KeyPool with a shared store', () => {
     const p = pool(ledger, { rpm: 5 }, 1);
     const c = await confirmNow(p, 0);
     takes[0]!.answer({ ok: false, why: 'rpm', until: 60_000 });
-    expect(await c.done).toBeUndefined();
+    expect(await c.done).toBe(false);
     p.freed(c.s.key.fingerprint);
     expect(c.s.scopes.get('')!.heldUntil).toBe(60_000);
     expect(p.acquire({ demand: GPT4, now: 10 })).toBeUndefined();
@@ -123,7 +125,7 @@ describe('KeyPool with a shared store', () => {
     takes[0]!.answer({ ...GRANT, requests: { limit: 1000, remaining: 30, resetAt: 60_000, period: 60_000 } });
     await Promise.resolve();
     // 30 left of 1000 is near the end: the next attempt waits for the store.
-    p.end(c.s);
+    c.l.end();
     expect((await confirmNow(p, 1)).settled()).toBe('pending');
   });
 

@@ -10,10 +10,13 @@ const MINI: Demand = { model: 'gpt-4o-mini', tokens: 100 };
 
 /** Acquires and releases at once: which key would serve the next request. */
 function next(pool: KeyPool, now = 0, demand: Demand = ANY_MODEL, extra: Partial<Parameters<KeyPool['acquire']>[0]> = {}): string | undefined {
-  const s = pool.acquire({ demand, now, ...extra });
-  if (s) pool.end(s);
-  return s?.key.name;
+  const l = pool.acquire({ demand, now, ...extra });
+  l?.end();
+  return l?.state.key.name;
 }
+/** Feeds a response's headers for this key and model, as if for a request sent at `mark` (default: now). */
+const observe = (pool: KeyPool, s: KeyState, model: string, headers: Record<string, string>, now: number, mark = upToDate(s, model)) =>
+  pool.observe({ state: s, demand: { model, tokens: 0 }, mark, sharedMark: undefined }, headers, now);
 const byName = (pool: KeyPool, name: string): KeyState => pool.states().find((s) => s.key.name === name)!;
 /** A report as of now: every request sent so far on the scope had been counted by the upstream. */
 const upToDate = (s: KeyState, model: string) => ({ requests: s.scopes.get(model)?.sent ?? 0, tokens: s.scopes.get(model)?.sentTokens ?? 0 });
@@ -113,17 +116,16 @@ describe('cooldown scope', () => {
     const s = byName(pool, 'k1');
     pool.cool(s, '', 60_000, 'rate_limited', 0);
     const probe = pool.acquire({ demand: ANY_MODEL, now: 60_000 });
-    expect(probe?.key.name).toBe('k1');
-    const p = pool.lastProbe;
-    expect(p).toBeDefined();
+    expect(probe?.state.key.name).toBe('k1');
+    expect(probe?.probing).toBe(true);
     expect(pool.acquire({ demand: ANY_MODEL, now: 60_000 })).toBeUndefined();
     expect(pool.nextAvailableAt(ANY_MODEL, 60_000)).toBe(Infinity);
     // Open to all once the probe's answer is in, while its response may still be streaming.
-    pool.probeOver(p, true);
+    probe!.answered(true);
     const a = pool.acquire({ demand: ANY_MODEL, now: 60_001 });
-    expect(pool.lastProbe).toBeUndefined();
+    expect(a?.probing).toBe(false);
     const b = pool.acquire({ demand: ANY_MODEL, now: 60_001 });
-    expect([a?.key.name, b?.key.name]).toEqual(['k1', 'k1']);
+    expect([a?.state.key.name, b?.state.key.name]).toEqual(['k1', 'k1']);
   });
 
   it("a probe is owed by the model that was cooled: other models use the key freely meanwhile", () => {
@@ -131,20 +133,18 @@ describe('cooldown scope', () => {
     pool.cool(byName(pool, 'k1'), GPT4.model, 60_000, 'rate_limited', 0);
     // During the cooldown and after it, other models are not single-file.
     const m1 = pool.acquire({ demand: MINI, now: 1000 });
-    expect(pool.lastProbe).toBeUndefined();
+    expect(m1?.probing).toBe(false);
     expect(pool.acquire({ demand: MINI, now: 1000 })).toBeDefined();
-    expect(pool.acquire({ demand: GPT4, now: 60_000 })).toBeDefined();
-    const probe = pool.lastProbe;
-    expect(probe).toBeDefined();
+    const probe = pool.acquire({ demand: GPT4, now: 60_000 });
+    expect(probe?.probing).toBe(true);
     expect(pool.acquire({ demand: MINI, now: 60_000 })).toBeDefined();
     expect(pool.acquire({ demand: GPT4, now: 60_000 })).toBeUndefined();
     // Another attempt ending is not the probe ending.
-    pool.end(m1!);
+    m1!.end();
     expect(pool.acquire({ demand: GPT4, now: 60_000 })).toBeUndefined();
     // A failed probe (a network error, say) frees the scope, and the next request is the probe again.
-    pool.probeOver(probe, false);
-    expect(pool.acquire({ demand: GPT4, now: 60_001 })).toBeDefined();
-    expect(pool.lastProbe).toBe(probe);
+    probe!.answered(false);
+    expect(pool.acquire({ demand: GPT4, now: 60_001 })?.probing).toBe(true);
     expect(pool.acquire({ demand: GPT4, now: 60_001 })).toBeUndefined();
   });
 
@@ -153,9 +153,8 @@ describe('cooldown scope', () => {
     pool.cool(byName(pool, 'k1'), GPT4.model, 60_000, 'rate_limited', 0);
     expect(pool.acquire({ demand: GPT4, now: 60_000 })).toBeDefined();
     expect(pool.acquire({ demand: GPT4, now: 89_999 })).toBeUndefined();
-    expect(pool.acquire({ demand: GPT4, now: 90_000 })).toBeDefined();
     // That request is the probe now.
-    expect(pool.lastProbe).toBeDefined();
+    expect(pool.acquire({ demand: GPT4, now: 90_000 })?.probing).toBe(true);
   });
 
   it('out of credit for long: the probe is key-wide', () => {
@@ -172,8 +171,7 @@ describe('cooldown scope', () => {
     const after = make(1, { probeAfterMs: 60_000 });
     after.restore(JSON.parse(JSON.stringify(before.snapshot(1000))), 1000);
     expect(after.acquire({ demand: GPT4, now: 89_999 })).toBeUndefined();
-    expect(after.acquire({ demand: GPT4, now: 90_000 })).toBeDefined();
-    expect(after.lastProbe).toBeDefined();
+    expect(after.acquire({ demand: GPT4, now: 90_000 })?.probing).toBe(true);
     expect(after.acquire({ demand: GPT4, now: 90_000 })).toBeUndefined();
   });
 
@@ -208,7 +206,7 @@ describe('local limits', () => {
     const b = pool.acquire({ demand: ANY_MODEL, now: 0 });
     expect(pool.acquire({ demand: ANY_MODEL, now: 0 })).toBeUndefined();
     expect(pool.nextAvailableAt(ANY_MODEL, 0)).toBe(Infinity);
-    pool.end(a!);
+    a!.end();
     expect(pool.acquire({ demand: ANY_MODEL, now: 0 })).toBeDefined();
     expect(b).toBeDefined();
   });
@@ -235,7 +233,7 @@ describe('header-driven admission', () => {
   });
   it('a key reported at 0 remaining requests is cooling until its reset, before any 429', () => {
     const pool = make(2);
-    pool.observe(byName(pool, 'k1'), 'gpt-4o', h(0), 0, upToDate(byName(pool, 'k1'), 'gpt-4o'));
+    observe(pool, byName(pool, 'k1'), 'gpt-4o', h(0), 0);
     expect([next(pool, 1, GPT4), next(pool, 1, GPT4)]).toEqual(['k2', 'k2']);
     expect(next(pool, 1, MINI)).toBe('k1');
     expect(next(pool, 999, GPT4, { exclude: new Set([byName(pool, 'k2')]) })).toBeUndefined();
@@ -243,22 +241,22 @@ describe('header-driven admission', () => {
   });
   it('requests sent since the report count against it', () => {
     const pool = make(1);
-    pool.observe(byName(pool, 'k1'), 'gpt-4o', h(2), 0, upToDate(byName(pool, 'k1'), 'gpt-4o'));
+    observe(pool, byName(pool, 'k1'), 'gpt-4o', h(2), 0);
     expect([next(pool, 1, GPT4), next(pool, 1, GPT4), next(pool, 1, GPT4)]).toEqual(['k1', 'k1', undefined]);
   });
   it('a report older than the one held is ignored; after the reset the limit refills for one window', () => {
     const pool = make(1);
     const s = byName(pool, 'k1');
     const a = pool.acquire({ demand: GPT4, now: 0 })!;
-    const markA = pool.lastMark;
+    const markA = a.mark;
     const b = pool.acquire({ demand: GPT4, now: 0 })!;
-    const markB = pool.lastMark;
-    pool.end(a);
-    pool.end(b);
+    const markB = b.mark;
+    a.end();
+    b.end();
     // b's report (newer) arrives first: 3 left after b, nothing sent since.
-    pool.observe(s, 'gpt-4o', h(3, '1s'), 10, markB);
+    observe(pool, s, 'gpt-4o', h(3, '1s'), 10, markB);
     // a's report is older and says 4 left: ignored.
-    pool.observe(s, 'gpt-4o', h(4, '1s'), 11, markA);
+    observe(pool, s, 'gpt-4o', h(4, '1s'), 11, markA);
     expect([next(pool, 20, GPT4), next(pool, 20, GPT4), next(pool, 20, GPT4), next(pool, 20, GPT4)]).toEqual(['k1', 'k1', 'k1', undefined]);
     // At the reset the window is taken as refilled to the limit (10), not as unlimited.
     const after = Array.from({ length: 11 }, () => next(pool, 1010, GPT4));
@@ -268,13 +266,7 @@ describe('header-driven admission', () => {
 
   it('token headroom is checked against the request estimate', () => {
     const pool = make(1);
-    pool.observe(
-      byName(pool, 'k1'),
-      'gpt-4o',
-      { 'x-ratelimit-limit-tokens': '1000', 'x-ratelimit-remaining-tokens': '150', 'x-ratelimit-reset-tokens': '6s' },
-      0,
-      upToDate(byName(pool, 'k1'), 'gpt-4o'),
-    );
+    observe(pool, byName(pool, 'k1'), 'gpt-4o', { 'x-ratelimit-limit-tokens': '1000', 'x-ratelimit-remaining-tokens': '150', 'x-ratelimit-reset-tokens': '6s' }, 0);
     expect(next(pool, 1, { model: 'gpt-4o', tokens: 200 })).toBeUndefined();
     expect(pool.nextAvailableAt({ model: 'gpt-4o', tokens: 200 }, 1)).toBe(6000);
     expect(next(pool, 1, { model: 'gpt-4o', tokens: 100 })).toBe('k1');
@@ -294,17 +286,17 @@ describe('strategies', () => {
     const a = pool.acquire({ demand: ANY_MODEL, now: 0 })!;
     const b = pool.acquire({ demand: ANY_MODEL, now: 0 })!;
     pool.acquire({ demand: ANY_MODEL, now: 0 });
-    pool.end(b);
-    expect(a.key.name).toBe('k1');
-    expect(pool.acquire({ demand: ANY_MODEL, now: 0 })?.key.name).toBe('k2');
+    b!.end();
+    expect(a.state.key.name).toBe('k1');
+    expect(pool.acquire({ demand: ANY_MODEL, now: 0 })?.state.key.name).toBe('k2');
   });
 
   it('headroom prefers the key with the most limit left', () => {
     const pool = make(3, { strategy: 'headroom' });
     const rem = (n: number) => ({ 'x-ratelimit-limit-requests': '100', 'x-ratelimit-remaining-requests': String(n), 'x-ratelimit-reset-requests': '60s' });
-    pool.observe(byName(pool, 'k1'), 'gpt-4o', rem(10), 0, upToDate(byName(pool, 'k1'), 'gpt-4o'));
-    pool.observe(byName(pool, 'k2'), 'gpt-4o', rem(80), 0, upToDate(byName(pool, 'k2'), 'gpt-4o'));
-    pool.observe(byName(pool, 'k3'), 'gpt-4o', rem(40), 0, upToDate(byName(pool, 'k3'), 'gpt-4o'));
+    observe(pool, byName(pool, 'k1'), 'gpt-4o', rem(10), 0);
+    observe(pool, byName(pool, 'k2'), 'gpt-4o', rem(80), 0);
+    observe(pool, byName(pool, 'k3'), 'gpt-4o', rem(40), 0);
     expect(next(pool, 1, GPT4)).toBe('k2');
   });
 

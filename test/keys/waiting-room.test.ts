@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_KEY_OPTIONS, Key } from '../../src/keys/key.js';
 import { ANY_MODEL, type Demand } from '../../src/keys/key-state.js';
-import { KeyPool, type KeyState } from '../../src/keys/pool.js';
+import { KeyPool, type Lease } from '../../src/keys/pool.js';
 import { WaitingRoom, type WaitResult } from '../../src/keys/waiting-room.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
@@ -17,7 +17,7 @@ function setup(opts: { maxConcurrent?: number; maxSize?: number; keys?: number }
   const room = new WaitingRoom(pool, clock, opts.maxSize ?? 100);
   const acquire = (demand: Demand = ANY_MODEL) => pool.acquire({ demand, now: clock.now() });
   const wait = (client: string, signal = new AbortController().signal, maxWaitMs = 10_000, demand: Demand = ANY_MODEL) =>
-    room.wait({ client, demand, maxWaitMs, signal, tryAcquire: () => acquire(demand), giveBack: (s) => pool.end(s) });
+    room.wait({ client, demand, maxWaitMs, signal, tryAcquire: () => acquire(demand), giveBack: (l) => l.abandon() });
   return { clock, pool, room, acquire, wait };
 }
 
@@ -29,7 +29,7 @@ describe('WaitingRoom', () => {
     const track = (name: string, p: Promise<WaitResult>) =>
       p.then((r) => {
         order.push(name);
-        if (r.kind === 'acquired') holder = r.state;
+        if (r.kind === 'acquired') holder = r.lease;
       });
     const all = [
       ...['a1', 'a2', 'a3', 'a4'].map((n) => track(n, wait('agent-a'))),
@@ -37,7 +37,7 @@ describe('WaitingRoom', () => {
       track('c1', wait('agent-c')),
     ];
     for (let i = 0; i < 6; i++) {
-      pool.end(holder);
+      holder.end();
       await flush();
     }
     await Promise.all(all);
@@ -55,7 +55,7 @@ describe('WaitingRoom', () => {
     clock.advance(1);
     const r = await p;
     expect(r.kind).toBe('acquired');
-    expect((r as { state: KeyState }).state.inflight).toBe(1);
+    expect((r as { lease: Lease }).lease.state.inflight).toBe(1);
   });
 
   it('times out after maxWaitMs', async () => {
@@ -100,7 +100,7 @@ describe('WaitingRoom', () => {
     const s = pool.states()[0]!;
     // 300 tokens left until 10 s; the model is cooling until 3 s.
     const headers = { 'x-ratelimit-limit-tokens': '100000', 'x-ratelimit-remaining-tokens': '300', 'x-ratelimit-reset-tokens': '10s' };
-    pool.observe(s, 'gpt-4o', headers, 0, { requests: 0, tokens: 0 });
+    pool.observe({ state: s, demand: { model: 'gpt-4o', tokens: 0 }, mark: { requests: 0, tokens: 0 }, sharedMark: undefined }, headers, 0);
     pool.cool(s, 'gpt-4o', 3000, 'rate_limited', 0);
     const large = wait('a', undefined, 20_000, { model: 'gpt-4o', tokens: 1000 });
     const small = wait('b', undefined, 20_000, { model: 'gpt-4o', tokens: 10 });
@@ -117,7 +117,7 @@ describe('WaitingRoom', () => {
     const holder = acquire()!;
     const p = wait('x');
     await flush();
-    pool.disable(holder, 'unauthorized');
+    pool.disable(holder.state, 'unauthorized');
     expect(await p).toEqual({ kind: 'no_keys' });
     expect(room.size).toBe(0);
     expect(room.metrics.noKeys).toBe(1);

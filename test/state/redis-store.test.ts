@@ -39,23 +39,24 @@ describe.skipIf(!available)('RedisStore through an outage', () => {
     const a = await store(redis.url, prefix);
 
     // Two slots on key A; then Redis dies.
-    expect(await a.take(take('fpA'))).toMatchObject({ ok: true });
-    expect(await a.take(take('fpA'))).toMatchObject({ ok: true });
+    const first = a.take(take('fpA'));
+    expect(await first.answer).toMatchObject({ ok: true });
+    expect(await a.take(take('fpA')).answer).toMatchObject({ ok: true });
     await redis.kill();
     await waitFor(() => !a.healthy);
 
     // Meanwhile: one slot of A is released (Redis never hears of it), one slot of B taken alone.
-    a.release({ upstream: 'openai', fingerprint: 'fpA', outcome: 'successes', maxConcurrent: 2 });
-    expect(await a.take(take('fpB'))).toEqual({ ok: 'local' });
+    first.release('successes');
+    expect(await a.take(take('fpB')).answer).toEqual({ ok: 'local' });
 
     redis = await startRedis(redis.port);
     await waitFor(() => a.healthy, 10_000);
     // A second replica sees what a really holds: one slot of A (a second fits), two of B would not.
     const b = await store(redis.url, prefix);
     await sleep(50);
-    expect(await b.take({ ...take('fpA'), countInflight: true })).toMatchObject({ ok: true, inflight: 2 });
-    expect(await b.take({ ...take('fpA') })).toMatchObject({ ok: false, why: 'slots' });
-    expect(await b.take({ ...take('fpB'), limits: { maxConcurrent: 1 } })).toMatchObject({ ok: false, why: 'slots' });
+    expect(await b.take({ ...take('fpA'), countInflight: true }).answer).toMatchObject({ ok: true, inflight: 2 });
+    expect(await b.take({ ...take('fpA') }).answer).toMatchObject({ ok: false, why: 'slots' });
+    expect(await b.take({ ...take('fpB'), limits: { maxConcurrent: 1 } }).answer).toMatchObject({ ok: false, why: 'slots' });
   });
 
   it('a release that comes before its take is answered still frees the slot', async () => {
@@ -65,10 +66,10 @@ describe.skipIf(!available)('RedisStore through an outage', () => {
     const req = { ...take('fpA'), limits: {}, countInflight: true };
     // An attempt that did not wait for the store ends before the answer arrives.
     const pending = a.take(req);
-    a.release({ upstream: 'openai', fingerprint: 'fpA', outcome: 'successes', maxConcurrent: undefined });
-    expect(await pending).toMatchObject({ ok: true, inflight: 1 });
+    pending.release('successes');
+    expect(await pending.answer).toMatchObject({ ok: true, inflight: 1 });
     await sleep(50);
     // Only the new attempt is in flight.
-    expect(await a.take(req)).toMatchObject({ ok: true, inflight: 1 });
+    expect(await a.take(req).answer).toMatchObject({ ok: true, inflight: 1 });
   });
 });

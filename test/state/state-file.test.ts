@@ -83,7 +83,7 @@ describe('StateFile', () => {
     const a = setup();
     const state = a.open();
     a.pool.cool(a.pool.states()[0]!, '', a.clock.now() + 60_000, 'rate_limited', a.clock.now());
-    a.pool.end(a.pool.states()[0]!);
+    a.pool.acquire({ demand: { model: '', tokens: 0 }, now: a.clock.now() })?.end();
     expect(existsSync(a.file)).toBe(false);
     a.clock.advance(499);
     await new Promise((r) => setImmediate(r));

@@ -141,9 +141,9 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
   run('take counts across replicas: one shared mark per key and model, consecutive tickets, slots of both', async () => {
     const h = await make();
     cleanups.push(() => h.close());
-    const first = await h.a.take(takeReq(h));
-    const second = await h.b.take(takeReq(h));
-    const other = await h.b.take(takeReq(h, { model: 'other' }));
+    const first = await h.a.take(takeReq(h)).answer;
+    const second = await h.b.take(takeReq(h)).answer;
+    const other = await h.b.take(takeReq(h, { model: 'other' })).answer;
     expect(first).toMatchObject({ ok: true, mark: { requests: 1, tokens: 10 }, inflight: 1 });
     expect(second).toMatchObject({ ok: true, mark: { requests: 2, tokens: 20 }, inflight: 2 });
     expect(other).toMatchObject({ ok: true, mark: { requests: 1, tokens: 10 }, inflight: 3 });
@@ -157,24 +157,26 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
     const limits = { maxConcurrent: 1 };
     const freed: string[] = [];
     h.b.onFreed((upstream, fp) => freed.push(`${upstream}|${fp}`));
-    expect(await h.a.take(takeReq(h, { limits }))).toMatchObject({ ok: true });
-    expect(await h.b.take(takeReq(h, { limits }))).toEqual({ ok: false, why: 'slots', until: Infinity });
-    h.a.release({ upstream: 'openai', fingerprint: FP, outcome: 'successes', maxConcurrent: 1 });
+    const held = h.a.take(takeReq(h, { limits }));
+    expect(await held.answer).toMatchObject({ ok: true });
+    expect(await h.b.take(takeReq(h, { limits })).answer).toEqual({ ok: false, why: 'slots', until: Infinity });
+    held.release('successes');
     await waitFor(() => freed.length === 1);
     expect(freed).toEqual([`openai|${FP}`]);
-    expect(await h.b.take(takeReq(h, { limits }))).toMatchObject({ ok: true, inflight: 1 });
+    expect(await h.b.take(takeReq(h, { limits })).answer).toMatchObject({ ok: true, inflight: 1 });
   });
 
   run('a refusal changes nothing; a release with no slot held only counts its outcome', async () => {
     const h = await make();
     cleanups.push(() => h.close());
     const limits = { maxConcurrent: 1 };
-    await h.a.take(takeReq(h, { limits }));
-    for (let i = 0; i < 3; i++) expect(await h.b.take(takeReq(h, { limits }))).toMatchObject({ ok: false });
+    await h.a.take(takeReq(h, { limits })).answer;
+    const refused = [0, 1, 2].map(() => h.b.take(takeReq(h, { limits })));
+    for (const r of refused) expect(await r.answer).toMatchObject({ ok: false });
     // b holds no slot: its release must not free a's.
-    h.b.release({ upstream: 'openai', fingerprint: FP, outcome: 'serverErrors', maxConcurrent: 1 });
+    refused[0]!.release('serverErrors');
     await waitFor(async () => (await h.a.usage('openai'))[FP]?.serverErrors === 1);
-    expect(await h.b.take(takeReq(h, { limits }))).toMatchObject({ ok: false, why: 'slots' });
+    expect(await h.b.take(takeReq(h, { limits })).answer).toMatchObject({ ok: false, why: 'slots' });
     expect((await h.a.usage('openai'))[FP]).toEqual({ attempts: 1, serverErrors: 1 });
   });
 
@@ -183,9 +185,9 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
     cleanups.push(() => h.close());
     const rpm = { rpm: 2 };
     const t0 = h.now();
-    expect(await h.a.take(takeReq(h, { limits: rpm }))).toMatchObject({ ok: true });
-    expect(await h.b.take(takeReq(h, { limits: rpm }))).toMatchObject({ ok: true });
-    const refused = await h.a.take(takeReq(h, { limits: rpm }));
+    expect(await h.a.take(takeReq(h, { limits: rpm })).answer).toMatchObject({ ok: true });
+    expect(await h.b.take(takeReq(h, { limits: rpm })).answer).toMatchObject({ ok: true });
+    const refused = await h.a.take(takeReq(h, { limits: rpm })).answer;
     expect(refused).toMatchObject({ ok: false, why: 'rpm' });
     if (refused.ok !== false) throw new Error('expected a refusal');
     expect(refused.until).toBeGreaterThanOrEqual(t0 + 60_000);
@@ -193,40 +195,41 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
     const tpm = { tpm: 150 };
     const fp = 'fp000002';
-    expect(await h.a.take(takeReq(h, { fingerprint: fp, tokens: 100, limits: tpm }))).toMatchObject({ ok: true });
-    expect(await h.b.take(takeReq(h, { fingerprint: fp, tokens: 100, limits: tpm }))).toMatchObject({ ok: false, why: 'tpm' });
-    expect(await h.b.take(takeReq(h, { fingerprint: fp, tokens: 50, limits: tpm }))).toMatchObject({ ok: true });
+    expect(await h.a.take(takeReq(h, { fingerprint: fp, tokens: 100, limits: tpm })).answer).toMatchObject({ ok: true });
+    expect(await h.b.take(takeReq(h, { fingerprint: fp, tokens: 100, limits: tpm })).answer).toMatchObject({ ok: false, why: 'tpm' });
+    expect(await h.b.take(takeReq(h, { fingerprint: fp, tokens: 50, limits: tpm })).answer).toMatchObject({ ok: true });
   });
 
   run("the upstream's buckets are shared: a report from one replica limits the other; older reports are dropped", async () => {
     const h = await make();
     cleanups.push(() => h.close());
-    const t = await h.a.take(takeReq(h));
+    const t = await h.a.take(takeReq(h)).answer;
     if (t.ok !== true) throw new Error('expected a grant');
     const resetAt = h.now() + 60_000;
     // Sent with the first request: 2 left of 10.
     h.a.report({ upstream: 'openai', fingerprint: FP, model: 'gpt-4o', mark: t.mark, requests: { limit: 10, remaining: 2, resetAt, period: 60_000 }, tokens: undefined, now: h.now() });
     await sleep(20);
-    expect(await h.b.take(takeReq(h))).toMatchObject({ ok: true });
-    expect(await h.b.take(takeReq(h))).toMatchObject({ ok: true });
+    expect(await h.b.take(takeReq(h)).answer).toMatchObject({ ok: true });
+    expect(await h.b.take(takeReq(h)).answer).toMatchObject({ ok: true });
     // An older report (mark 0) saying plenty is left does not undo what the newer one said.
     h.b.report({ upstream: 'openai', fingerprint: FP, model: 'gpt-4o', mark: { requests: 0, tokens: 0 }, requests: { limit: 10, remaining: 9, resetAt, period: 60_000 }, tokens: undefined, now: h.now() });
     await sleep(20);
-    const refused = await h.a.take(takeReq(h));
+    const refused = await h.a.take(takeReq(h)).answer;
     expect(refused).toMatchObject({ ok: false, why: 'requests' });
     if (refused.ok !== false) throw new Error('expected a refusal');
     expect(Math.abs(refused.until - resetAt)).toBeLessThanOrEqual(1);
     // Another model of the same key is not limited by it.
-    expect(await h.a.take(takeReq(h, { model: 'gpt-4o-mini' }))).toMatchObject({ ok: true });
+    expect(await h.a.take(takeReq(h, { model: 'gpt-4o-mini' })).answer).toMatchObject({ ok: true });
   });
 
   run('usage counters add up over replicas', async () => {
     const h = await make();
     cleanups.push(() => h.close());
-    await h.a.take(takeReq(h));
-    await h.b.take(takeReq(h));
-    h.a.release({ upstream: 'openai', fingerprint: FP, outcome: 'successes', maxConcurrent: undefined });
-    h.b.release({ upstream: 'openai', fingerprint: FP, outcome: 'rateLimited', maxConcurrent: undefined });
+    const ta = h.a.take(takeReq(h));
+    const tb = h.b.take(takeReq(h));
+    await Promise.all([ta.answer, tb.answer]);
+    ta.release('successes');
+    tb.release('rateLimited');
     await waitFor(async () => (await h.b.usage('openai'))[FP]?.rateLimited === 1);
     expect((await h.a.usage('openai'))[FP]).toEqual({ attempts: 2, successes: 1, rateLimited: 1 });
   });
@@ -235,20 +238,20 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
     const h = await make();
     cleanups.push(() => h.close());
     const limits = { maxConcurrent: 1 };
-    expect(await h.a.take(takeReq(h, { limits }))).toMatchObject({ ok: true });
+    expect(await h.a.take(takeReq(h, { limits })).answer).toMatchObject({ ok: true });
     h.a.abandon();
-    expect(await h.b.take(takeReq(h, { limits }))).toMatchObject({ ok: false, why: 'slots' });
+    expect(await h.b.take(takeReq(h, { limits })).answer).toMatchObject({ ok: false, why: 'slots' });
     await h.pass(REPLICA_TIMEOUT_MS + 150);
-    expect(await h.b.take(takeReq(h, { limits, now: h.now() }))).toMatchObject({ ok: true, inflight: 1 });
+    expect(await h.b.take(takeReq(h, { limits, now: h.now() })).answer).toMatchObject({ ok: true, inflight: 1 });
   });
 
   run('a replica that closes cleanly frees its slots at once', async () => {
     const h = await make();
     cleanups.push(() => h.close());
     const limits = { maxConcurrent: 1 };
-    await h.a.take(takeReq(h, { limits }));
+    await h.a.take(takeReq(h, { limits })).answer;
     await h.a.close();
-    expect(await h.b.take(takeReq(h, { limits }))).toMatchObject({ ok: true, inflight: 1 });
+    expect(await h.b.take(takeReq(h, { limits })).answer).toMatchObject({ ok: true, inflight: 1 });
   });
 });
 
