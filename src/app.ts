@@ -1,13 +1,15 @@
-// buildApp(deps): the Fastify app with health, error handling and the proxy routes. It never listens;
-// main.ts does, and tests use port 0.
+// buildApp(deps): the HTTP server keypool listens with: the proxy routes on a plain node:http handler
+// (proxy/proxy-handler.ts), everything else (health, admin, metrics, 404s) on Fastify. It never
+// listens; main.ts does, and tests use port 0.
+import { createServer } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/load.js';
 import { KeypoolError } from './errors.js';
 import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
-import { createForwarder } from './proxy/forward.js';
-import { registerProxy, type UpstreamRuntime } from './proxy/plugin.js';
+import { createProxy, type Proxy, type UpstreamRuntime } from './proxy/proxy-handler.js';
+import { createUpstreamAgent } from './proxy/upstream-agent.js';
 import { WaitingRoom } from './keys/waiting-room.js';
 import { Replication } from './state/replication.js';
 import type { StateStore } from './state/store.js';
@@ -18,6 +20,8 @@ declare module 'fastify' {
     pools: ReadonlyMap<string, KeyPool>;
     /** One waiting room per upstream, by upstream name. */
     rooms: ReadonlyMap<string, WaitingRoom>;
+    /** The proxy routes' handler: requests in flight, and a way to cut them at shutdown. */
+    proxy: Proxy;
   }
 }
 
@@ -42,15 +46,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? Math.random;
 
-  const app = Fastify({
-    // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type the default one.
-    loggerInstance: logger as FastifyBaseLogger,
-    // keypool logs one line per request itself, with attempts and key name (proxy/plugin.ts).
-    logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: config.server.bodyLimitBytes,
-    return503OnClosing: true,
-  });
-
   let replication: Replication | undefined;
   const listener = (event: PoolEvent): void => {
     logPoolEvent(logger, event, clock.now());
@@ -72,8 +67,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
     runtimes.set(u.name, { pool, room: new WaitingRoom(pool, clock, config.queue.maxSize) });
   }
+  const agent = createUpstreamAgent({ connectTimeoutMs: config.retry.connectTimeoutMs });
+  const proxy = createProxy({ config, runtimes, agent, clock, random, logger });
+
+  const app = Fastify({
+    // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type the default one.
+    loggerInstance: logger as FastifyBaseLogger,
+    // keypool logs one line per request itself, with attempts and key name (proxy/proxy-handler.ts).
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.server.bodyLimitBytes,
+    return503OnClosing: true,
+    serverFactory: (fastifyHandler) =>
+      createServer((req, res) => {
+        const route = proxy.route(req.url ?? '/');
+        if (route !== undefined) proxy.handle(route, req, res);
+        else fastifyHandler(req, res);
+      }),
+  });
   app.decorate('pools', new Map([...runtimes].map(([name, r]) => [name, r.pool] as const)));
   app.decorate('rooms', new Map([...runtimes].map(([name, r]) => [name, r.room] as const)));
+  app.decorate('proxy', proxy);
 
   if (store) {
     replication = new Replication(app.pools, store, clock, logger);
@@ -81,9 +94,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.addHook('onReady', async () => sync.sync());
     app.addHook('onClose', async () => store.close());
   }
-
-  const forwarder = createForwarder({ connectTimeoutMs: config.retry.connectTimeoutMs });
-  app.addHook('onClose', async () => forwarder.close());
+  app.addHook('onClose', async () => agent.close());
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const error = toKeypoolError(err);
@@ -101,7 +112,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // Still 200 when the shared store is away: requests are served from local state meanwhile.
   app.get('/healthz', async () => (store ? { status: 'ok', sharedState: store.healthy ? 'ok' : 'degraded' } : { status: 'ok' }));
-  registerProxy(app, { config, runtimes, forwarder, clock, random });
   return app;
 }
 
@@ -119,7 +129,7 @@ function toKeypoolError(err: FastifyError): KeypoolError {
 function logPoolEvent(logger: Logger, event: PoolEvent, now: number): void {
   switch (event.type) {
     case 'disabled':
-      logger.warn({ upstream: event.upstream, key: event.key, reason: event.reason }, 'key disabled until restart');
+      logger.warn({ upstream: event.upstream, key: event.key, reason: event.reason, disabledMs: Math.max(0, event.until - now) }, 'key disabled');
       break;
     case 'cooldown':
       if (event.extended) {

@@ -45,7 +45,8 @@ export const ERRORS = {
   keypool_no_usable_keys: {
     status: 503,
     type: 'server_error',
-    summary: 'Every key of the upstream is disabled (401/403 from the upstream). Fix the keys and restart.',
+    summary:
+      'Every key of the upstream is disabled (the upstream rejected the key itself: 401, or a 403 naming the key or its organisation). Disabled keys are tried again after `cooldown.disabledMs`. Carries `x-should-retry: false`.',
   },
   keypool_upstream_unreachable: {
     status: 502,
@@ -55,7 +56,20 @@ export const ERRORS = {
   keypool_upstream_timeout: {
     status: 504,
     type: 'server_error',
-    summary: 'The request deadline (`retry.timeoutMs`) passed before the upstream answered.',
+    summary:
+      'The request deadline (`retry.timeoutMs`) passed before the upstream answered, or no try got a response head within `retry.headersTimeoutMs` (`retry.streamHeadersTimeoutMs` for streams) before the budget was spent.',
+  },
+  keypool_upstream_may_have_processed: {
+    status: 502,
+    type: 'server_error',
+    summary:
+      'The connection broke after the whole POST/PATCH was sent and before any answer: the upstream may have run (and billed) it, so keypool did not send it again (`retry.replayAfterSend`). Carries `x-should-retry: false`.',
+  },
+  keypool_stream_interrupted: {
+    status: 502,
+    type: 'server_error',
+    summary:
+      'Sent as the last SSE event when a stream that had started was cut (the upstream went quiet past `retry.idleTimeoutMs`, broke off, or the deadline passed): the answer is incomplete.',
   },
   keypool_internal_error: {
     status: 500,

@@ -33,7 +33,7 @@ function expectNoSecret(captured: string): void {
 describe('secrets never leave the pool', () => {
   it('through logs, error bodies and headers, even when the upstream echoes the key', async () => {
     upstream = await startFakeUpstream();
-    proxy = await startProxy({ upstreamUrl: upstream.url, keys: SECRETS, retry: { maxRetries: 1, serverErrorBackoffMs: 0 }, cooldown: { backoffBaseMs: 1 } });
+    proxy = await startProxy({ upstreamUrl: upstream.url, keys: SECRETS, retry: { maxRetries: 1, backoffBaseMs: 0 }, cooldown: { backoffBaseMs: 1 } });
     const echo = (status: number, secret: string) => ({
       kind: 'status' as const,
       status,

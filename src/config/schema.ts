@@ -89,10 +89,34 @@ export const configSchema = z.strictObject({
       timeoutMs: z.number().int().positive().default(600_000),
       /** Time allowed to open a TCP/TLS connection to the upstream. @default 10000 */
       connectTimeoutMs: z.number().int().positive().default(10_000),
-      /** First backoff after a 5xx or connection error, doubled per retry, jittered. @default 250 */
-      serverErrorBackoffMs: z.number().int().min(0).default(250),
-      /** Ceiling of that backoff. @default 2000 */
-      serverErrorBackoffMaxMs: z.number().int().min(0).default(2_000),
+      /**
+       * Longest wait for the response head of a non-streaming request once it is on the wire; past it the
+       * attempt is cancelled and the request fails over (charged). A non-streaming completion's head comes
+       * only when the whole answer is done, so this must outlast a slow model's longest answer. 0: off.
+       * @default 300000
+       */
+      headersTimeoutMs: z.number().int().min(0).default(300_000),
+      /** The same for requests with `"stream": true`, whose head comes before the first token. 0: off. @default 60000 */
+      streamHeadersTimeoutMs: z.number().int().min(0).default(60_000),
+      /**
+       * Longest silence inside a response body once it is being delivered; past it the stream is cut and
+       * an SSE client gets a final error event. Reasoning models can think for minutes between chunks. 0: off.
+       * @default 300000
+       */
+      idleTimeoutMs: z.number().int().min(0).default(300_000),
+      /**
+       * Send a POST or PATCH again (to another key) after the upstream may have received all of it and the
+       * connection broke before its answer. Off: such a request could run, and be billed, twice. @default false
+       */
+      replayAfterSend: z.boolean().default(false),
+      /**
+       * Pacing of charged attempts: the n-th waits at least min(backoffMaxMs, backoffBaseMs·2^(n-1)),
+       * jittered to 50-100 %, besides waiting for a key. The free walk over untried keys is never slowed.
+       * @default 500
+       */
+      backoffBaseMs: z.number().int().min(0).default(500),
+      /** Ceiling of that backoff. @default 8000 */
+      backoffMaxMs: z.number().int().min(0).default(8_000),
     })
     .prefault({}),
   cooldown: z
@@ -105,6 +129,16 @@ export const configSchema = z.strictObject({
       outOfCreditMs: z.number().int().positive().default(3_600_000),
       /** Ceiling on any cooldown an upstream header asks for. @default 3600000 */
       maxMs: z.number().int().positive().default(3_600_000),
+      /**
+       * A key the upstream says may not use a model (403/404 "does not have access to model") is skipped for
+       * that model this long; other keys and models are not affected. @default 3600000
+       */
+      modelUnavailableMs: z.number().int().positive().default(3_600_000),
+      /**
+       * A key the upstream rejects itself (401, or a 403 that blames the key or its organisation) is
+       * disabled this long, in memory, the state file and Redis alike; then it is tried again. @default 86400000
+       */
+      disabledMs: z.number().int().positive().default(86_400_000),
       /** A cooldown at least this long ends with one probe request before the key takes full traffic. @default 60000 */
       probeAfterMs: z.number().int().positive().default(60_000),
     })

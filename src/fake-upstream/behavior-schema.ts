@@ -24,6 +24,8 @@ export const behaviorSchema: z.ZodType<Behavior> = z.discriminatedUnion('kind', 
   z.strictObject({ kind: z.literal('payment_required') }),
   z.strictObject({ kind: z.literal('unauthorized') }),
   z.strictObject({ kind: z.literal('forbidden') }),
+  z.strictObject({ kind: z.literal('key_revoked') }),
+  z.strictObject({ kind: z.literal('model_not_found'), status: z.union([z.literal(403), z.literal(404)]).optional() }),
   z.strictObject({ kind: z.literal('server_error'), status: httpStatus.optional() }),
   z.strictObject({ kind: z.literal('hang') }),
   z.strictObject({

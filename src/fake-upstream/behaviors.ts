@@ -19,7 +19,12 @@ export type Behavior =
   | { kind: 'payment_required' }
   /** 401 `invalid_api_key`; the message never echoes the key. */
   | { kind: 'unauthorized' }
+  /** 403 "insufficient permissions" (a restricted key): says nothing about whom it concerns. */
   | { kind: 'forbidden' }
+  /** 403 naming the key's organisation as disabled: the key itself is unusable. */
+  | { kind: 'key_revoked' }
+  /** OpenAI's refusal of a model for this key's project: 403 (no access) or 404 (does not exist). @default status 404 */
+  | { kind: 'model_not_found'; status?: 403 | 404 }
   /** OpenAI-shaped `server_error`. @default status 500 */
   | { kind: 'server_error'; status?: number }
   /** Never answers; the socket stays open until the client aborts or the server closes. */

@@ -40,6 +40,15 @@ export const FORBIDDEN_BODY = errorBody(
   'permission_denied',
 );
 
+export const ORG_DISABLED_BODY = errorBody('Your organization has been disabled.', 'invalid_request_error', 'organization_deactivated');
+
+/** OpenAI's answer for a model this key's project may not use (403) or that does not exist for it (404). */
+export function modelNotFoundBody(model: string, status: 403 | 404): Buffer {
+  return status === 403
+    ? errorBody(`Project \`proj_fake\` does not have access to model \`${model}\``, 'invalid_request_error', 'model_not_found')
+    : errorBody(`The model \`${model}\` does not exist or you do not have access to it.`, 'invalid_request_error', 'model_not_found');
+}
+
 export const SERVER_ERROR_BODY = errorBody(
   'The server had an error while processing your request. Sorry about that!',
   'server_error',

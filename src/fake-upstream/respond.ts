@@ -6,6 +6,8 @@ import { routeOk, parseObject, wantsUsage } from './ok-routes.js';
 import { streamFrames } from './openai-bodies.js';
 import {
   FORBIDDEN_BODY,
+  ORG_DISABLED_BODY,
+  modelNotFoundBody,
   INSUFFICIENT_QUOTA_BODY,
   PAYMENT_REQUIRED_BODY,
   RATE_LIMIT_BODY,
@@ -81,6 +83,12 @@ export function respond(behavior: Behavior, exchange: Exchange, env: RespondEnv,
       return;
     case 'forbidden':
       sendJson(exchange, 403, FORBIDDEN_BODY);
+      return;
+    case 'key_revoked':
+      sendJson(exchange, 403, ORG_DISABLED_BODY);
+      return;
+    case 'model_not_found':
+      sendJson(exchange, behavior.status ?? 404, modelNotFoundBody(modelOf(exchange.body), behavior.status ?? 404));
       return;
     case 'server_error':
       sendJson(exchange, behavior.status ?? 500, SERVER_ERROR_BODY);
@@ -158,4 +166,9 @@ function afterDelay(res: ServerResponse, ms: number, fn: () => void): void {
     fn();
   }, ms);
   res.once('close', cancel);
+}
+
+function modelOf(body: Buffer): string {
+  const m = parseObject(body)?.model;
+  return typeof m === 'string' ? m : 'unknown';
 }

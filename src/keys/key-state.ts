@@ -7,7 +7,11 @@ import { WINDOW_MS, countWindow, left, requestsShortUntil, roll, tokensShortUnti
 
 export { WINDOW_MS, type Bucket, type Mark, type Window } from './windows.js';
 
-export type CoolReason = 'rate_limited' | 'out_of_credit';
+/**
+ * Why a key is skipped for a while: the upstream's rate limit (per model), out of credit (key-wide), or
+ * the upstream said this key may not use this model (per model; another key's project may).
+ */
+export type CoolReason = 'rate_limited' | 'out_of_credit' | 'model_unavailable';
 export type DisableReason = 'unauthorized' | 'forbidden';
 
 /** What a request needs from a key. */
@@ -60,7 +64,9 @@ export interface KeyStats {
 export interface KeyState {
   readonly key: Key;
   readonly index: number;
+  /** The upstream rejected the key itself (401, or a 403 blaming it): unusable until `disabledUntil`. */
   disabled: DisableReason | undefined;
+  disabledUntil: number;
   /** Out of credit until then (key-wide). Only ever moves later. */
   creditUntil: number;
   inflight: number;
@@ -77,6 +83,7 @@ export function newKeyState(key: Key, index: number): KeyState {
     key,
     index,
     disabled: undefined,
+    disabledUntil: 0,
     creditUntil: 0,
     inflight: 0,
     remoteInflight: 0,
@@ -133,11 +140,11 @@ function scopeBlockedUntil(scope: Scope | undefined, tokens: number, now: number
 
 /**
  * When the key can take this demand: 0 if now, an epoch ms, or Infinity when it waits for an event rather
- * than a time (a free in-flight slot, the end of a probe, never for a disabled key).
+ * than a time (a free in-flight slot, the end of a probe). A disabled key is back at `disabledUntil`.
  * `groupScopes` are the key's group's scopes, if it has a group.
  */
 export function blockedUntil(s: KeyState, d: Demand, now: number, groupScopes: Map<string, Scope> | undefined): number {
-  if (s.disabled !== undefined) return Infinity;
+  if (s.disabled !== undefined && s.disabledUntil > now) return s.disabledUntil;
   let until = s.creditUntil > now ? s.creditUntil : 0;
   until = Math.max(until, scopeBlockedUntil(s.scopes.get(''), d.tokens, now));
   if (d.model !== '') until = Math.max(until, scopeBlockedUntil(s.scopes.get(d.model), d.tokens, now));

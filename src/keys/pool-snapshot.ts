@@ -1,18 +1,25 @@
 // What of a pool's state is worth keeping across a restart, as plain JSON-able data: cooldowns (per
 // model and key-wide), disabled keys, failure streaks and usage counters. Keys are identified by
 // fingerprint, never by secret. Pure: `now` decides what has already expired.
-import type { DisableReason, KeyState, KeyStats, Scope } from './key-state.js';
+import type { CoolReason, DisableReason, KeyState, KeyStats, Scope } from './key-state.js';
 import { scopeOf } from './key-state.js';
+
+/** How long a disable restored from a file that does not say lasts (cooldown.disabledMs's default). */
+export const DEFAULT_DISABLE_MS = 24 * 3_600_000;
 
 export interface ScopeSnapshot {
   cooldownUntil: number;
   streak: number;
+  /** Absent in files written before reasons were kept: a rate limit. */
+  reason?: CoolReason | undefined;
 }
 
 export interface KeySnapshot {
   /** For people reading the file; matching is by fingerprint. */
   name: string;
   disabled?: DisableReason | undefined;
+  /** When the disable ends; absent in files written before disables had periods (then `restore` gives it one). */
+  disabledUntil?: number | undefined;
   creditUntil?: number | undefined;
   scopes?: Record<string, ScopeSnapshot> | undefined;
   stats: KeyStats;
@@ -29,7 +36,8 @@ export function snapshotScopes(scopes: ReadonlyMap<string, Scope>, now: number):
   let out: Record<string, ScopeSnapshot> | undefined;
   for (const [model, sc] of scopes) {
     if (sc.cooldownUntil <= now && sc.streak === 0) continue;
-    (out ??= {})[model] = { cooldownUntil: sc.cooldownUntil > now ? sc.cooldownUntil : 0, streak: sc.streak };
+    const cooling = sc.cooldownUntil > now;
+    (out ??= {})[model] = { cooldownUntil: cooling ? sc.cooldownUntil : 0, streak: sc.streak, reason: cooling ? sc.reason : undefined };
   }
   return out;
 }
@@ -37,7 +45,8 @@ export function snapshotScopes(scopes: ReadonlyMap<string, Scope>, now: number):
 export function snapshotKey(s: KeyState, now: number): KeySnapshot {
   return {
     name: s.key.name,
-    disabled: s.disabled,
+    disabled: s.disabled !== undefined && s.disabledUntil > now ? s.disabled : undefined,
+    disabledUntil: s.disabled !== undefined && s.disabledUntil > now && Number.isFinite(s.disabledUntil) ? s.disabledUntil : undefined,
     creditUntil: s.creditUntil > now ? s.creditUntil : undefined,
     scopes: snapshotScopes(s.scopes, now),
     stats: { ...s.stats },
@@ -53,15 +62,18 @@ export function restoreScopes(scopes: Map<string, Scope>, saved: Record<string, 
     const sc = scopeOf(scopes, model);
     if (snap.cooldownUntil > now && snap.cooldownUntil > sc.cooldownUntil) {
       sc.cooldownUntil = snap.cooldownUntil;
-      sc.reason = 'rate_limited';
+      sc.reason = snap.reason ?? 'rate_limited';
       if (snap.cooldownUntil - now >= probeAfterMs) sc.probePending = true;
     }
     sc.streak = Math.max(sc.streak, snap.streak);
   }
 }
 
-/** Applies a saved key; returns whether it disabled the key. */
-export function restoreKey(s: KeyState, snap: KeySnapshot, now: number, probeAfterMs: number): boolean {
+/**
+ * Applies a saved key; returns whether it disabled the key. A disable saved without its end (an older
+ * file) lasts `legacyDisableMs` from now, so no restart brings back a disable for good.
+ */
+export function restoreKey(s: KeyState, snap: KeySnapshot, now: number, probeAfterMs: number, legacyDisableMs = DEFAULT_DISABLE_MS): boolean {
   if (snap.creditUntil !== undefined && snap.creditUntil > now && snap.creditUntil > s.creditUntil) {
     s.creditUntil = snap.creditUntil;
     if (snap.creditUntil - now >= probeAfterMs) scopeOf(s.scopes, '').probePending = true;
@@ -73,8 +85,10 @@ export function restoreKey(s: KeyState, snap: KeySnapshot, now: number, probeAft
   st.rateLimited += snap.stats.rateLimited;
   st.outOfCredit += snap.stats.outOfCredit;
   st.serverErrors += snap.stats.serverErrors;
-  if (snap.disabled !== undefined && s.disabled === undefined) {
+  const until = snap.disabledUntil ?? now + legacyDisableMs;
+  if (snap.disabled !== undefined && s.disabled === undefined && until > now) {
     s.disabled = snap.disabled;
+    s.disabledUntil = until;
     return true;
   }
   return false;

@@ -45,7 +45,17 @@ export type PoolEvent =
       /** Consecutive rate limits of the key on this model (0 for credit stops). */
       streak: number;
     }
-  | { type: 'disabled'; upstream: string; key: string; fingerprint: string; reason: DisableReason };
+  | { type: 'disabled'; upstream: string; key: string; fingerprint: string; reason: DisableReason; until: number };
+
+/** An upstream's answer kept to be given again: status, its end-to-end headers, the (decoded) body. */
+export interface UpstreamAnswer {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[]>>;
+  readonly body: string;
+}
+
+/** Models whose refusal is remembered (see `rememberAnswer`). */
+const MAX_ANSWERS = 64;
 
 export type { SharedFact } from './shared-facts.js';
 
@@ -95,6 +105,9 @@ export class KeyPool {
   readonly #admission: SharedAdmission | undefined;
   #cursor = 0;
   #usable: number;
+  /** The earliest end of a disable: availability checks before it need not look at disables. */
+  #nextEnableAt = Infinity;
+  readonly #answers = new Map<string, UpstreamAnswer>();
   readonly #owner: LeaseOwner = {
     freeSlot: (s) => {
       s.inflight = Math.max(0, s.inflight - 1);
@@ -176,6 +189,7 @@ export class KeyPool {
    */
   acquire(req: AcquireRequest): Lease | undefined {
     const { demand, now } = req;
+    this.#expireDisables(now);
     this.#req = req;
     this.#avoiding = req.avoidGroups !== undefined && req.avoidGroups.size > 0;
 
@@ -206,6 +220,7 @@ export class KeyPool {
    * free one (an in-flight slot, a probe ending), undefined if every key is disabled.
    */
   nextAvailableAt(demand: Demand, now: number): number | undefined {
+    this.#expireDisables(now);
     if (this.#usable === 0) return undefined;
     let soonest = Infinity;
     for (const s of this.#states) {
@@ -280,8 +295,9 @@ export class KeyPool {
   }
 
   /**
-   * Cools a key until `until`: for this model when rate-limited, key-wide when out of credit; the whole
-   * group too when the key has one (its keys share the organisation's limits). Only ever extended.
+   * Cools a key until `until`: for this model when rate-limited or not allowed the model, key-wide when
+   * out of credit; the whole group too for limits and credit when the key has one (its keys share the
+   * organisation's limits; model access is per project, so it is not spread). Only ever extended.
    */
   cool(s: KeyState, model: string, until: number, reason: CoolReason, now: number): void {
     const group = this.#groupOf(s);
@@ -297,6 +313,9 @@ export class KeyPool {
       streak = scope.streak;
       extended = extend(scope, until, reason);
       if (group) extend(scopeOf(group, model), until, reason);
+    } else if (reason === 'model_unavailable') {
+      scope = scopeOf(s.scopes, model);
+      extended = extend(scope, until, reason);
     } else {
       s.stats.outOfCredit++;
       scope = scopeOf(s.scopes, '');
@@ -317,14 +336,61 @@ export class KeyPool {
       extended,
       streak,
     });
+    this.#changed();
   }
 
-  disable(s: KeyState, reason: DisableReason): void {
-    if (s.disabled !== undefined) return;
+  /** The upstream rejected the key itself: unusable until `until` (then tried again), for every model. */
+  disable(s: KeyState, reason: DisableReason, until: number): void {
+    if (s.disabled !== undefined && s.disabledUntil >= until) return;
+    if (s.disabled === undefined) this.#usable--;
     s.disabled = reason;
-    this.#usable--;
-    this.#listener?.({ type: 'disabled', upstream: this.upstream, key: s.key.name, fingerprint: s.key.fingerprint, reason });
+    s.disabledUntil = until;
+    this.#nextEnableAt = Math.min(this.#nextEnableAt, until);
+    this.#listener?.({ type: 'disabled', upstream: this.upstream, key: s.key.name, fingerprint: s.key.fingerprint, reason, until });
     this.#changed();
+  }
+
+  /** Makes a disabled key usable again (an operator's word, or its period ran out). */
+  enable(s: KeyState): void {
+    if (s.disabled === undefined) return;
+    s.disabled = undefined;
+    s.disabledUntil = 0;
+    this.#usable++;
+    this.#changed();
+  }
+
+  /** Disables whose period has run out end here: called with `now` on every path that reads availability. */
+  #expireDisables(now: number): void {
+    if (now < this.#nextEnableAt) return;
+    let next = Infinity;
+    for (const s of this.#states) {
+      if (s.disabled === undefined) continue;
+      if (s.disabledUntil <= now) this.enable(s);
+      else next = Math.min(next, s.disabledUntil);
+    }
+    this.#nextEnableAt = next;
+  }
+
+  /**
+   * Remembers the upstream's own answer refusing a model (403/404 "no access to model"), to give to
+   * later requests for that model while no key may use it. Bounded: model names come from clients.
+   */
+  rememberAnswer(model: string, answer: UpstreamAnswer): void {
+    this.#answers.delete(model);
+    this.#answers.set(model, answer);
+    if (this.#answers.size > MAX_ANSWERS) this.#answers.delete(this.#answers.keys().next().value as string);
+  }
+
+  /** The remembered answer for the model, if every usable key is barred from it right now. */
+  answerFor(model: string, now: number): UpstreamAnswer | undefined {
+    const answer = this.#answers.get(model);
+    if (answer === undefined) return undefined;
+    for (const s of this.#states) {
+      if (s.disabled !== undefined) continue;
+      const scope = s.scopes.get(model);
+      if (scope === undefined || scope.reason !== 'model_unavailable' || scope.cooldownUntil <= now) return undefined;
+    }
+    return answer;
   }
 
   /**
@@ -336,6 +402,7 @@ export class KeyPool {
     const s = this.#byFingerprint.get(f.fingerprint);
     if (s === undefined) return undefined;
     if (applyFact(s, this.#groupOf(s), f, now, this.#probeAfterMs)) this.#usable--;
+    if (s.disabled !== undefined) this.#nextEnableAt = Math.min(this.#nextEnableAt, s.disabledUntil);
     this.#changed();
     return s.key.name;
   }
@@ -370,7 +437,9 @@ export class KeyPool {
   restore(snap: PoolSnapshot, now: number): void {
     for (const [fp, k] of Object.entries(snap.keys)) {
       const s = this.#byFingerprint.get(fp);
-      if (s !== undefined && restoreKey(s, k, now, this.#probeAfterMs)) this.#usable--;
+      if (s === undefined) continue;
+      if (restoreKey(s, k, now, this.#probeAfterMs)) this.#usable--;
+      if (s.disabled !== undefined) this.#nextEnableAt = Math.min(this.#nextEnableAt, s.disabledUntil);
     }
     for (const [name, scopes] of Object.entries(snap.groups ?? {})) {
       const g = this.#groups.get(name);

@@ -14,7 +14,8 @@ export type SharedFact =
       /** The failure streak behind it, so the next replica to be refused backs off further. */
       streak?: number | undefined;
     }
-  | { kind: 'disabled'; fingerprint: string; reason: DisableReason };
+  /** `until`: when the disable ends (absent from replicas that predate disable periods: the store's TTL applies). */
+  | { kind: 'disabled'; fingerprint: string; reason: DisableReason; until?: number | undefined };
 
 /** Moves a scope's cooldown later (never earlier); whether it moved. */
 export function extend(scope: Scope, until: number, reason: CoolReason): boolean {
@@ -30,9 +31,12 @@ export function extend(scope: Scope, until: number, reason: CoolReason): boolean
  */
 export function applyFact(s: KeyState, group: Map<string, Scope> | undefined, f: SharedFact, now: number, probeAfterMs: number): boolean {
   if (f.kind === 'disabled') {
-    if (s.disabled !== undefined) return false;
+    const until = f.until ?? Infinity;
+    if (until <= now) return false;
+    const was = s.disabled === undefined;
     s.disabled = f.reason;
-    return true;
+    s.disabledUntil = Math.max(s.disabledUntil, until);
+    return was;
   }
   if (f.until <= now) return false;
   let scope: Scope;
@@ -41,6 +45,9 @@ export function applyFact(s: KeyState, group: Map<string, Scope> | undefined, f:
     extend(scope, f.until, f.reason);
     scope.streak = Math.max(scope.streak, f.streak ?? 0);
     if (group) extend(scopeOf(group, f.model), f.until, f.reason);
+  } else if (f.reason === 'model_unavailable') {
+    scope = scopeOf(s.scopes, f.model);
+    extend(scope, f.until, f.reason);
   } else {
     scope = scopeOf(s.scopes, '');
     s.creditUntil = Math.max(s.creditUntil, f.until);
@@ -55,10 +62,10 @@ export function factsOf(states: readonly KeyState[], now: number): SharedFact[] 
   const out: SharedFact[] = [];
   for (const s of states) {
     const fingerprint = s.key.fingerprint;
-    if (s.disabled !== undefined) out.push({ kind: 'disabled', fingerprint, reason: s.disabled });
+    if (s.disabled !== undefined && s.disabledUntil > now) out.push({ kind: 'disabled', fingerprint, reason: s.disabled, until: s.disabledUntil });
     if (s.creditUntil > now) out.push({ kind: 'cooldown', fingerprint, model: '', reason: 'out_of_credit', until: s.creditUntil });
     for (const [model, sc] of s.scopes) {
-      if (sc.cooldownUntil > now) out.push({ kind: 'cooldown', fingerprint, model, reason: 'rate_limited', until: sc.cooldownUntil, streak: sc.streak });
+      if (sc.cooldownUntil > now) out.push({ kind: 'cooldown', fingerprint, model, reason: sc.reason ?? 'rate_limited', until: sc.cooldownUntil, streak: sc.streak });
     }
   }
   return out;

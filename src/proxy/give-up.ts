@@ -1,15 +1,20 @@
 // What a client is told when keypool gives up on a request: an OpenAI-shaped error chosen by what failed
-// last, with Retry-After from the pool and the upstream's own words (scrubbed of secrets).
+// last, with honest timing (when a key can really serve this request again) and `x-should-retry: false`
+// whenever an immediate retry by the client cannot succeed, so SDK retries never multiply keypool's own.
+// Or, when the last failure was an upstream answer nobody can do better than, that answer itself.
 import { KeypoolError } from '../errors.js';
-import type { Demand, KeyPool } from '../keys/pool.js';
+import type { Demand, KeyPool, UpstreamAnswer } from '../keys/pool.js';
 import type { Scrubber } from '../keys/scrub.js';
 
 export type Failure =
   // The upstream's body is kept raw: it is only turned into a (scrubbed) message if the request fails.
   | { readonly kind: 'limit'; readonly status: number; readonly body: string }
   | { readonly kind: 'auth'; readonly status: number; readonly body: string }
+  /** An answer about the request or model that no key did better on: given to the client as it is. */
+  | { readonly kind: 'answer'; readonly answer: UpstreamAnswer }
   | { readonly kind: 'server'; readonly status: number; readonly body: string }
-  | { readonly kind: 'network'; readonly reason: string };
+  | { readonly kind: 'network'; readonly reason: string }
+  | { readonly kind: 'timeout' };
 
 export interface GiveUpDeps {
   readonly pool: KeyPool;
@@ -17,56 +22,106 @@ export interface GiveUpDeps {
   readonly scrub: Scrubber;
 }
 
-/** The error a client gets when the request cannot be served, shaped by what failed last. */
-export function giveUp(deps: GiveUpDeps, demand: Demand, last: Failure | undefined, retries: number): KeypoolError {
+/**
+ * At or past this wait the openai SDK ignores `retry-after-ms` and retries on its own schedule (0.5-8 s):
+ * telling it not to retry is then the honest answer.
+ */
+export const CLIENT_RETRY_HORIZON_MS = 60_000;
+/** What is said when only an event (a free slot, a probe's end) can free a key: no time is known. */
+const UNKNOWN_WAIT_MS = 1_000;
+const NO_RETRY = Object.freeze({ 'x-should-retry': 'false' });
+
+export type GiveUp = { readonly kind: 'error'; readonly error: KeypoolError } | { readonly kind: 'answer'; readonly answer: UpstreamAnswer };
+
+/** What the client gets when the request cannot be served, shaped by what failed last. */
+export function giveUp(deps: GiveUpDeps, demand: Demand, last: Failure | undefined, retries: number): GiveUp {
   const { pool, clock } = deps;
   const n = pool.size;
+  const now = clock.now();
   if (pool.usable === 0) {
-    return new KeypoolError(
-      'keypool_no_usable_keys',
-      `All ${n} key(s) of upstream ${pool.upstream} are disabled (the upstream answered 401/403). Fix the keys and restart keypool.`,
+    return error(
+      new KeypoolError(
+        'keypool_no_usable_keys',
+        `All ${n} key(s) of upstream ${pool.upstream} are disabled (the upstream rejected them: 401, or a 403 naming the key). Fix or replace the keys; disabled keys are tried again after cooldown.disabledMs.`,
+        { headers: NO_RETRY },
+      ),
     );
   }
-  const said = last && last.kind !== 'network' ? deps.scrub(upstreamMessage(last.body)) : '';
+  if (last?.kind === 'answer') return { kind: 'answer', answer: last.answer };
+  const remembered = pool.answerFor(demand.model, now);
+  if (remembered !== undefined) return { kind: 'answer', answer: remembered };
+  const said = last && (last.kind === 'limit' || last.kind === 'auth' || last.kind === 'server') ? deps.scrub(upstreamMessage(last.body)) : '';
   const lastWords = said !== '' ? ` Last upstream error: ${said}` : '';
-  if (last?.kind === 'server') {
-    return new KeypoolError(
-      'keypool_upstream_error',
-      `Upstream ${pool.upstream} answered ${last.status} on every try (${retries} retries).${lastWords}`,
-      { status: last.status },
-    );
+  switch (last?.kind) {
+    case 'server':
+      return error(
+        new KeypoolError('keypool_upstream_error', `Upstream ${pool.upstream} answered ${last.status} on every try (${retries} retries).${lastWords}`, {
+          status: last.status,
+          headers: NO_RETRY,
+        }),
+      );
+    case 'network':
+      return error(
+        new KeypoolError('keypool_upstream_unreachable', `Upstream ${pool.upstream} could not be reached (${last.reason}) after ${retries} retries.`, {
+          headers: NO_RETRY,
+        }),
+      );
+    case 'timeout':
+      return error(
+        new KeypoolError(
+          'keypool_upstream_timeout',
+          `Upstream ${pool.upstream} sent no response head within the headers timeout on any try (${retries} retries).`,
+          { headers: NO_RETRY },
+        ),
+      );
+    default:
+      break;
   }
-  if (last?.kind === 'network') {
-    return new KeypoolError(
-      'keypool_upstream_unreachable',
-      `Upstream ${pool.upstream} could not be reached (${last.reason}) after ${retries} retries.`,
-    );
-  }
-  const { seconds, waitMs } = retryAfter(pool, demand, clock.now());
+  const wait = waitFor(pool, demand, now);
   const status = last?.kind === 'limit' ? last.status : 429;
-  return new KeypoolError(
-    'keypool_pool_exhausted',
-    `All ${pool.usable} usable key(s) of upstream ${pool.upstream} are rate-limited or out of credit ` +
-      `(${retries} retries used); the earliest is available again in ${seconds}s.${lastWords}`,
-    { status, headers: { 'retry-after': String(seconds), 'retry-after-ms': String(Math.max(1, Math.ceil(waitMs))) } },
+  return error(
+    new KeypoolError(
+      'keypool_pool_exhausted',
+      `All ${pool.usable} usable key(s) of upstream ${pool.upstream} are rate-limited or out of credit ` +
+        `(${retries} retries used); the earliest is available again in ${wait.seconds}s.${lastWords}`,
+      { status, headers: wait.headers },
+    ),
   );
 }
 
-/** When the earliest key can serve the demand again, as Retry-After seconds (at least 1) and ms. */
-function retryAfter(pool: KeyPool, demand: Demand, now: number): { seconds: number; waitMs: number } {
-  const next = pool.nextAvailableAt(demand, now) ?? now;
-  // Event-bound (every slot busy): no time is known, so suggest a second.
-  const waitMs = Number.isFinite(next) ? Math.max(0, next - now) : 1000;
-  return { seconds: Math.max(1, Math.ceil(waitMs / 1000)), waitMs };
-}
-
+/** The room is full: come back when a key frees, as far as anyone knows. */
 export function queueFull(deps: GiveUpDeps, demand: Demand): KeypoolError {
-  const { seconds, waitMs } = retryAfter(deps.pool, demand, deps.clock.now());
+  const wait = waitFor(deps.pool, demand, deps.clock.now());
   return new KeypoolError(
     'keypool_queue_full',
-    `Every key of upstream ${deps.pool.upstream} is busy or cooling and the waiting room is full (queue.maxSize); retry in ${seconds}s.`,
-    { headers: { 'retry-after': String(seconds), 'retry-after-ms': String(Math.max(1, Math.ceil(waitMs))) } },
+    `Every key of upstream ${deps.pool.upstream} is busy or cooling and the waiting room is full (queue.maxSize); retry in ${wait.seconds}s.`,
+    { headers: wait.headers },
   );
+}
+
+/** The upstream may already be running the request: sending it again could run (and bill) it twice. */
+export function replayRefused(deps: GiveUpDeps, method: string, reason: string): KeypoolError {
+  return new KeypoolError(
+    'keypool_upstream_may_have_processed',
+    `The connection to upstream ${deps.pool.upstream} broke (${reason}) after the whole ${method} request was sent, before any answer: ` +
+      'it may have been processed (and billed), so keypool did not send it again (retry.replayAfterSend is off).',
+    { headers: NO_RETRY },
+  );
+}
+
+function error(e: KeypoolError): GiveUp {
+  return { kind: 'error', error: e };
+}
+
+/** When a key can really serve the demand: Retry-After (s), retry-after-ms, and x-should-retry: false when it is far off. */
+function waitFor(pool: KeyPool, demand: Demand, now: number): { seconds: number; headers: Readonly<Record<string, string>> } {
+  const next = pool.nextAvailableAt(demand, now);
+  const waitMs = next === undefined ? UNKNOWN_WAIT_MS : Number.isFinite(next) ? Math.max(0, next - now) : UNKNOWN_WAIT_MS;
+  const ms = Math.max(1, Math.ceil(waitMs));
+  const seconds = Math.max(1, Math.ceil(ms / 1000));
+  const headers: Record<string, string> = { 'retry-after': String(seconds), 'retry-after-ms': String(ms) };
+  if (ms >= CLIENT_RETRY_HORIZON_MS) headers['x-should-retry'] = 'false';
+  return { seconds, headers };
 }
 
 /** OpenAI's `error.message` when the body has one, else the start of the text. */
@@ -86,4 +141,3 @@ export function describeNetworkError(err: unknown): string {
   const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : undefined;
   return code ?? (err instanceof Error ? err.name : 'network error');
 }
-

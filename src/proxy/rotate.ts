@@ -1,20 +1,22 @@
-// The attempt loop: picks a key per attempt, rotates on rate limits and out-of-credit answers, and
-// spends the retry budget only once the pool is exhausted for this request (walking the pool is free).
-// Rules, per client request:
+// The attempt loop: takes a key per attempt, sends, and carries out what the retry policy decides
+// (retry-policy.ts). Walking the pool is free; the budget counts only attempts once every key is tried
+// or cooling, and after faults that were not a key's (5xx, connection errors, timeouts):
 //  1. An attempt with an untried key that is available now costs nothing.
-//  2. Otherwise (every key tried or cooling), an attempt costs one unit of retry.maxRetries, after
-//     waiting for the earliest key if that fits in retry.maxWaitMs and the deadline.
-//  3. The attempt after a 5xx / connection error always costs one unit, after a short backoff.
-// So N keys that all fail see exactly N + maxRetries attempts.
+//  2. Otherwise an attempt costs one unit of retry.maxRetries, after the request's own backoff and
+//     after waiting for a key if one comes back within retry.maxWaitMs and the deadline.
+// So N keys that all answer 429 see exactly N + maxRetries attempts.
+// Every lease taken is ended exactly once, whatever happens (attempt over, refused, client gone).
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { KeypoolError } from '../errors.js';
-import { decide, type Verdict } from '../keys/cooldown.js';
-import type { Demand, KeyPool, KeyState, Lease } from '../keys/pool.js';
-import type { WaitingRoom, WaitResult } from '../keys/waiting-room.js';
+import type { Demand, KeyPool, KeyState, Lease, UpstreamAnswer } from '../keys/pool.js';
 import type { UsageCounter } from '../keys/ledger.js';
-import { describeNetworkError, giveUp, queueFull, type Failure } from './give-up.js';
-import { readSnippet, type UpstreamResponse } from './forward.js';
+import type { WaitingRoom } from '../keys/waiting-room.js';
+import type { Attempt, AttemptHead } from './attempt.js';
+import { decodeBody } from './body-text.js';
+import { clientResponseHeaders } from './headers.js';
+import { describeNetworkError, giveUp, queueFull, replayRefused, type Failure } from './give-up.js';
+import { decide, retryDelayMs, type Decision, type Penalty, type PolicySettings } from './retry-policy.js';
 
 /** Why a request's signal was aborted. */
 export type AbortWhy = 'client_closed' | 'deadline';
@@ -24,13 +26,18 @@ export class RequestAborted extends Error {
   }
 }
 
+/** Largest part of an error body keypool reads to decide (e.g. find `insufficient_quota`). */
+export const SNIPPET_LIMIT = 64 * 1024;
+/** How long keypool waits for an error body before deciding on status and headers alone. */
+export const SNIPPET_TIMEOUT_MS = 1_000;
+
 export interface RotateDeps {
   readonly pool: KeyPool;
   readonly room: WaitingRoom;
   readonly clock: Clock;
   readonly random: () => number;
   readonly retry: Config['retry'];
-  readonly cooldown: Config['cooldown'];
+  readonly policy: PolicySettings;
   /** Removes anything secret from upstream text before it is shown to a client. */
   readonly scrub: (text: string) => string;
 }
@@ -40,8 +47,9 @@ export interface RotateRequest {
   readonly signal: AbortSignal;
   /** Epoch ms by which the request must be done. */
   readonly deadline: number;
-  /** Sends one attempt with this key. */
-  readonly send: (state: KeyState, signal: AbortSignal) => Promise<UpstreamResponse>;
+  readonly method: string;
+  /** Starts one attempt with this lease's key. */
+  readonly send: (lease: Lease) => Attempt;
   /** What the request needs from a key (model, token estimate). */
   readonly demand: Demand;
   /** Who is asking, for fair queueing. */
@@ -52,216 +60,358 @@ export interface RotateRequest {
   readonly onWait?: () => void;
 }
 
-export type RotateOutcome = Outcome & {
+interface Tally {
+  readonly attempts: number;
   /** Time spent waiting for a key (the waiting room), in ms. */
   readonly waitedMs: number;
-};
-
-type Outcome =
-  /** Hand this response to the client. The key stays in flight until the caller ends the lease. */
-  | { readonly kind: 'deliver'; readonly response: UpstreamResponse; readonly lease: Lease; readonly attempts: number }
-  | { readonly kind: 'error'; readonly error: KeypoolError; readonly attempts: number; readonly state: KeyState | undefined }
-  /** The client left: nothing to answer. */
-  | { readonly kind: 'aborted'; readonly attempts: number; readonly state: KeyState | undefined };
-
-/** Statuses that may mean "another key, or another try, would do better". Others are delivered as they are. */
-export function isFailureStatus(status: number): boolean {
-  return status === 429 || status === 402 || status === 401 || status === 403 || status === 408 || status >= 500;
+  /** The key of the last attempt, if any. */
+  readonly key: KeyState | undefined;
 }
 
-export async function rotate(deps: RotateDeps, req: RotateRequest): Promise<RotateOutcome> {
-  const { pool, clock, retry } = deps;
-  const { signal, deadline } = req;
-  // Allocated on the first failure: most requests never need it.
-  let tried: Set<KeyState> | undefined;
-  let attempts = 0;
-  let retries = 0;
-  let waited = 0;
-  let faults = 0;
-  let chargeNext = false;
-  let last: Failure | undefined;
-  let lastState: KeyState | undefined;
-  let failedGroups: Set<string> | undefined;
-  const { demand } = req;
-
-  const stopped = (): RotateOutcome => {
-    const why = signal.reason instanceof RequestAborted ? signal.reason.why : 'client_closed';
-    if (why === 'deadline') {
-      const error = new KeypoolError('keypool_upstream_timeout', `No answer within the request deadline (${retry.timeoutMs} ms).`);
-      return { kind: 'error', error, attempts, state: lastState, waitedMs: waited };
+type OutcomeBody =
+  /** Hand this response to the client; its body is not read yet. The caller ends the lease. */
+  | {
+      readonly kind: 'deliver';
+      readonly attempt: Attempt;
+      readonly status: number;
+      readonly headers: Record<string, string | string[] | undefined>;
+      readonly lease: Lease;
     }
-    return { kind: 'aborted', attempts, state: lastState, waitedMs: waited };
-  };
-  const fail = (): RotateOutcome => ({
-    kind: 'error',
-    error: giveUp(deps, demand, last, retries),
-    attempts,
-    state: lastState,
-    waitedMs: waited,
-  });
+  /** An upstream answer already read in full (its lease is over): give it to the client as it is. */
+  | { readonly kind: 'answer'; readonly answer: UpstreamAnswer }
+  | { readonly kind: 'error'; readonly error: KeypoolError }
+  /** The client left: nothing to answer. */
+  | { readonly kind: 'aborted' };
+
+export type RotateOutcome = Tally & OutcomeBody;
+
+export function rotate(deps: RotateDeps, req: RotateRequest): Promise<RotateOutcome> {
+  return new AttemptLoop(deps, req).run();
+}
+
+/** What one attempt left the loop to do. */
+type Next = { readonly kind: 'again'; readonly charge: boolean } | { readonly kind: 'stop'; readonly outcome: RotateOutcome };
+
+/** Failure statuses whose body says what happens next, read at most SNIPPET_LIMIT. */
+class AttemptLoop {
+  readonly #deps: RotateDeps;
+  readonly #req: RotateRequest;
+  /** Keys that failed this request (allocated on the first failure: most requests never need it). */
+  #tried: Set<KeyState> | undefined;
+  /**
+   * Keys whose answer was about the request or model (a 403/404 refusal): no charged attempt goes back
+   * to them either, since they would say the same again. A subset of `#tried`.
+   */
+  #barred: Set<KeyState> | undefined;
+  #failedGroups: Set<string> | undefined;
+  #attempts = 0;
+  #retries = 0;
+  #waited = 0;
+  #last: Failure | undefined;
+  #key: KeyState | undefined;
+
+  constructor(deps: RotateDeps, req: RotateRequest) {
+    this.#deps = deps;
+    this.#req = req;
+  }
+
+  async run(): Promise<RotateOutcome> {
+    const { pool, retry } = this.#deps;
+    // Bounded: each pass makes an attempt or ends the loop; free attempts are at most one per key.
+    const maxPasses = pool.size + retry.maxRetries + 1;
+    let charge = false;
+    for (let pass = 0; pass < maxPasses; pass++) {
+      if (this.#req.signal.aborted) return this.#stopped();
+      const got = charge ? await this.#chargedLease() : await this.#freeLease();
+      if ('kind' in got) return got;
+      const next = await this.#attempt(got);
+      if (next.kind === 'stop') return next.outcome;
+      charge = next.charge;
+    }
+    return this.#giveUp();
+  }
+
+  // --- getting a key ---
+
+  /** A free attempt if an untried key can go now; else the charged path. */
+  async #freeLease(): Promise<Lease | RotateOutcome> {
+    const { room } = this.#deps;
+    if (this.#attempts === 0 && room.size > 0) {
+      const limit = this.#waitBudget();
+      if (limit > 0) {
+        // Others are already waiting: queue behind them (fairly) instead of taking a key that frees up in
+        // front of them. Free of budget: this request has not failed anything yet.
+        const got = await this.#waitInRoom(() => this.#take(() => this.#local(this.#tried)), limit);
+        if (got !== undefined) return got;
+      }
+    }
+    const lease = await this.#take(() => this.#local(this.#tried));
+    return lease ?? this.#chargedLease();
+  }
+
+  /** An attempt that costs one unit: after the request's backoff, with any key, waiting for one if it comes back in time. */
+  async #chargedLease(): Promise<Lease | RotateOutcome> {
+    const { pool, clock, retry, random } = this.#deps;
+    if (pool.usable === 0 || this.#retries >= retry.maxRetries) return this.#giveUp();
+    // The backoff is a floor, not an addition: when the earliest key is back later than it, waiting for
+    // that key is the pacing; only a key back sooner (a 5xx, a connection error: it is free now) waits it out.
+    const now = clock.now();
+    const delay = retryDelayMs(this.#retries + 1, random(), retry.backoffBaseMs, retry.backoffMaxMs);
+    if (now + delay >= this.#req.deadline) return this.#giveUp();
+    const next = pool.nextAvailableAt(this.#req.demand, now);
+    if (delay > 0 && next !== undefined && next < now + delay) {
+      try {
+        await clock.sleep(delay, this.#req.signal);
+      } catch {
+        return this.#stopped();
+      }
+    }
+    const any = (): Lease | undefined => this.#local(this.#tried) ?? this.#local(this.#barred);
+    let lease = await this.#take(any);
+    if (lease === undefined) {
+      // Fail fast, with Retry-After, when the earliest key is known to come back too late.
+      const limit = this.#waitBudget();
+      if (limit === 0) return this.#giveUp();
+      const got = await this.#waitInRoom(() => this.#take(any), limit);
+      if (got === undefined) return this.#giveUp();
+      if ('kind' in got) return got;
+      lease = got;
+    }
+    this.#retries++;
+    return lease;
+  }
+
+  #local(exclude: ReadonlySet<KeyState> | undefined): Lease | undefined {
+    const { pool, clock } = this.#deps;
+    return pool.acquire({ demand: this.#req.demand, now: clock.now(), exclude, avoidGroups: this.#failedGroups, session: this.#req.session });
+  }
 
   /**
-   * With a shared store the store confirms each local choice; a refusal holds that key back and the
-   * pool chooses again (bounded: each refusal holds another key). Without one, nothing to await.
+   * With a shared store the store confirms each local choice; a refusal holds that key back and the pool
+   * chooses again (bounded: each refusal holds another key). Without one, nothing to await.
    */
-  const confirmed = async (pick: () => Lease | undefined): Promise<Lease | undefined> => {
-    for (let i = 0; i <= pool.size; i++) {
-      const l = pick();
-      if (l === undefined) return undefined;
-      if (await pool.confirm(l, clock.now())) return l;
-    }
-    return undefined;
-  };
-  const acquireLocal = (exclude: ReadonlySet<KeyState> | undefined): Lease | undefined =>
-    pool.acquire({ demand, now: clock.now(), exclude, avoidGroups: failedGroups, session: req.session });
-  const take = (pick: () => Lease | undefined): Lease | undefined | Promise<Lease | undefined> => (pool.shared ? confirmed(pick) : pick());
-  const anyLocal = (): Lease | undefined => acquireLocal(tried) ?? acquireLocal(undefined);
-  const untriedLocal = (): Lease | undefined => acquireLocal(tried);
-  const acquireAny = () => take(anyLocal);
-  const acquireUntried = () => take(untriedLocal);
+  #take(pick: () => Lease | undefined): Lease | undefined | Promise<Lease | undefined> {
+    const { pool, clock } = this.#deps;
+    if (!pool.shared) return pick();
+    return (async () => {
+      for (let i = 0; i <= pool.size; i++) {
+        const lease = pick();
+        if (lease === undefined) return undefined;
+        if (await pool.confirm(lease, clock.now())) return lease;
+      }
+      return undefined;
+    })();
+  }
+
   /** How long this request may still wait for a key; 0 when it may not, or when no key comes back in time. */
-  const waitBudget = (): number => {
+  #waitBudget(): number {
+    const { pool, clock, retry } = this.#deps;
     const now = clock.now();
-    const limit = Math.min(retry.maxWaitMs - waited, deadline - now);
-    const next = pool.nextAvailableAt(demand, now);
+    const limit = Math.min(retry.maxWaitMs - this.#waited, this.#req.deadline - now);
+    const next = pool.nextAvailableAt(this.#req.demand, now);
     // An event-bound wait (a free in-flight slot) has no known time, so it may wait up to the limit.
     if (next === undefined || limit <= 0 || (Number.isFinite(next) && next - now > limit)) return 0;
     return limit;
-  };
-  /** Waits in the room for a key: the key, undefined on timeout, or why it could not wait. */
-  const waitInRoom = async (tryAcquire: () => Lease | undefined | Promise<Lease | undefined>, limit: number): Promise<Lease | undefined | 'full' | 'stopped'> => {
+  }
+
+  /** Waits in the room for a key: the lease, undefined on timeout, or the outcome that ends the request. */
+  async #waitInRoom(tryAcquire: () => Lease | undefined | Promise<Lease | undefined>, limit: number): Promise<Lease | RotateOutcome | undefined> {
+    const { room, clock } = this.#deps;
     const t0 = clock.now();
-    req.onWait?.();
-    let result: WaitResult;
+    this.#req.onWait?.();
     try {
-      const giveBack = (l: Lease): void => l.abandon();
-      result = await deps.room.wait({ client: req.client, demand, maxWaitMs: limit, signal, tryAcquire, giveBack });
+      const result = await room.wait({
+        client: this.#req.client,
+        demand: this.#req.demand,
+        maxWaitMs: limit,
+        signal: this.#req.signal,
+        tryAcquire,
+        giveBack: (l) => l.abandon(),
+      });
+      if (result.kind === 'acquired') return result.lease;
+      if (result.kind === 'full') return this.#outcome({ kind: 'error', error: queueFull(this.#deps, this.#req.demand) });
+      if (result.kind === 'no_keys') return this.#giveUp();
+      return undefined;
     } catch {
-      return 'stopped';
+      return this.#stopped();
+    } finally {
+      this.#waited += clock.now() - t0;
     }
-    waited += clock.now() - t0;
-    return result.kind === 'acquired' ? result.lease : result.kind === 'full' ? 'full' : undefined;
-  };
+  }
 
-  // Bounded: each pass either makes an attempt or spends a unit of budget.
-  const maxPasses = pool.size + retry.maxRetries + 1;
-  for (let pass = 0; pass < maxPasses; pass++) {
-    if (signal.aborted) return stopped();
-    let lease: Lease | undefined;
-    let fairWait = 0;
-    if (attempts === 0 && deps.room.size > 0 && (fairWait = waitBudget()) > 0) {
-      // Others are already waiting: queue behind them (fairly) instead of taking a key that frees up in
-      // front of them. Free of budget: this request has not failed anything yet.
-      const got = await waitInRoom(acquireUntried, fairWait);
-      if (got === 'stopped') return stopped();
-      if (got === 'full') return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState, waitedMs: waited };
-      lease = got;
-    } else if (!chargeNext) {
-      const got = acquireUntried();
-      lease = got instanceof Promise ? await got : got;
-    }
-    if (lease === undefined) {
-      // The pool is exhausted for this request (or a server fault makes the next attempt cost anyway).
-      if (pool.usable === 0 || retries >= retry.maxRetries) return fail();
-      if (chargeNext) {
-        const backoff = serverBackoffMs(faults, deps);
-        if (clock.now() + backoff >= deadline) return fail();
-        if (backoff > 0) {
-          try {
-            await clock.sleep(backoff, signal);
-          } catch {
-            return stopped();
-          }
-        }
-        chargeNext = false;
-      }
-      const any = acquireAny();
-      lease = any instanceof Promise ? await any : any;
-      if (lease === undefined) {
-        // Fail fast, with Retry-After, when the earliest key is known to come back too late.
-        const limit = waitBudget();
-        if (limit === 0) return fail();
-        retries++;
-        const got = await waitInRoom(acquireAny, limit);
-        if (got === 'stopped') return stopped();
-        if (got === 'full') return { kind: 'error', error: queueFull(deps, demand), attempts, state: lastState, waitedMs: waited };
-        if (got === undefined) return fail();
-        lease = got;
-      } else {
-        retries++;
-      }
-    }
+  // --- one attempt ---
 
-    attempts++;
+  async #attempt(lease: Lease): Promise<Next> {
+    const { pool, clock } = this.#deps;
+    this.#attempts++;
+    this.#key = lease.state;
+    const attempt = this.#req.send(lease);
+    const head = await attempt.head;
+    if (this.#req.signal.aborted) {
+      attempt.cancel(new Error('request over'));
+      lease.end(undefined);
+      return this.#stop(this.#stopped());
+    }
+    if (head.kind === 'head') pool.observe(lease, head.headers, clock.now());
+    let decision = this.#judge(lease, head, undefined);
+    let bodyText: string | undefined;
+    let applied: Penalty | undefined;
+    if (decision.kind === 'read-body' && head.kind === 'head') {
+      // A 429 cools its key now, at the head, so concurrent requests stop choosing it at once.
+      this.#penalise(lease, decision.provisional);
+      applied = decision.provisional;
+      bodyText = await this.#readBody(attempt, head);
+      if (this.#req.signal.aborted) {
+        lease.end(undefined);
+        return this.#stop(this.#stopped());
+      }
+      decision = this.#judge(lease, head, bodyText);
+    }
+    return this.#carryOut(lease, attempt, head, decision, bodyText, applied);
+  }
+
+  #judge(lease: Lease, head: AttemptHead, body: string | undefined): Decision {
+    const { pool, clock, random, retry, policy } = this.#deps;
+    return decide({
+      method: this.#req.method,
+      model: this.#req.demand.model,
+      result: head.kind === 'failed' ? { kind: 'failed', phase: head.phase, timedOut: head.timedOut } : { kind: 'answered', status: head.status, headers: head.headers, body },
+      context: Object.freeze({ attempts: this.#attempts, retriesLeft: retry.maxRetries - this.#retries }),
+      now: clock.now(),
+      streak: pool.streakOf(lease.state, this.#req.demand.model) + 1,
+      random: random(),
+      settings: policy,
+    });
+  }
+
+  async #carryOut(lease: Lease, attempt: Attempt, head: AttemptHead, d: Decision, bodyText: string | undefined, applied: Penalty | undefined): Promise<Next> {
+    const { pool } = this.#deps;
     const state = lease.state;
-    lastState = state;
-    let res: UpstreamResponse;
-    try {
-      res = await req.send(state, signal);
-    } catch (err) {
-      // Connection errors are not server answers: not counted as a key's serverErrors.
+    if (d.kind === 'read-body') throw new Error('policy asked for a body twice'); // a keypool bug
+    if (head.kind === 'failed') {
       lease.end(undefined);
-      if (signal.aborted) return stopped();
-      faults++;
-      chargeNext = true;
-      last = { kind: 'network', reason: describeNetworkError(err) };
-      continue;
+      const reason = describeNetworkError(head.error);
+      if (d.kind === 'fail' && d.why === 'replay_refused') return this.#stop(this.#outcome({ kind: 'error', error: replayRefused(this.#deps, this.#req.method, reason) }));
+      this.#last = head.timedOut ? { kind: 'timeout' } : { kind: 'network', reason };
+      return d.kind === 'retry' ? { kind: 'again', charge: true } : this.#stop(this.#giveUp());
     }
-    pool.observe(lease, res.headers, clock.now());
-
-    if (!isFailureStatus(res.status)) {
-      // At the head, not the end of the stream: a good answer opens the key to everyone at once.
-      lease.answered(res.status < 300);
-      if (res.status < 300) pool.succeeded(state, demand.model);
-      return { kind: 'deliver', response: res, lease, attempts, waitedMs: waited };
+    if (d.kind === 'deliver') {
+      this.#penalise(lease, d.penalty, applied);
+      if (bodyText !== undefined) {
+        // The body was read to decide: what is left to deliver is what was read.
+        lease.end(head.status < 300 ? 'successes' : undefined);
+        return this.#stop(this.#outcome({ kind: 'answer', answer: answerOf(head, bodyText) }));
+      }
+      // At the head, not the end of the stream: a good answer opens a probed key to everyone at once.
+      lease.answered(head.status < 300);
+      if (head.status < 300) pool.succeeded(state, this.#req.demand.model);
+      return this.#stop(this.#outcome({ kind: 'deliver', attempt, status: head.status, headers: head.headers, lease }));
     }
-
-    const bodyText = await readSnippet(res, (ms, fn) => clock.timer(ms, fn));
-    if (signal.aborted) {
-      lease.end(undefined);
-      return stopped();
-    }
-    const now = clock.now();
-    const verdict = decide(
-      { status: res.status, headers: res.headers, bodyText },
-      { now, streak: pool.streakOf(state, demand.model) + 1, random: deps.random(), settings: deps.cooldown },
-    );
-    // A failed probe frees its scope only once the key is cooled or disabled: the lease ends after that, in the same tick.
-    switch (verdict.kind) {
+    // Not delivered: keep what the upstream said, for the client's error if the request runs out.
+    bodyText ??= await this.#readBody(attempt, head);
+    switch (d.kind) {
       case 'rotate':
-        pool.cool(state, demand.model, verdict.until, verdict.reason, now);
-        (tried ??= new Set()).add(state);
-        if (state.key.options.group !== undefined) (failedGroups ??= new Set()).add(state.key.options.group);
-        last = { kind: 'limit', status: res.status, body: bodyText };
-        break;
-      case 'disable':
-        pool.disable(state, verdict.reason);
-        (tried ??= new Set()).add(state);
-        last = { kind: 'auth', status: res.status, body: bodyText };
-        break;
+        this.#penalise(lease, d.penalty, applied);
+        (this.#tried ??= new Set()).add(state);
+        if (d.cause === 'answer') (this.#barred ??= new Set()).add(state);
+        if (d.penalty.kind === 'cool' && d.penalty.reason !== 'model_unavailable' && state.key.options.group !== undefined) {
+          (this.#failedGroups ??= new Set()).add(state.key.options.group);
+        }
+        if (d.cause === 'answer') {
+          const answer = answerOf(head, bodyText);
+          this.#last = { kind: 'answer', answer };
+          if (d.penalty.kind === 'cool') pool.rememberAnswer(this.#req.demand.model, answer);
+        } else {
+          this.#last = { kind: d.cause === 'auth' ? 'auth' : 'limit', status: head.status, body: bodyText };
+        }
+        lease.end(usageOf(d.penalty));
+        // An answer no key did better on: once every key has given it, the client gets it, not a retry.
+        if (d.cause === 'answer' && this.#untriedLeft() === false) return this.#stop(this.#giveUp());
+        return { kind: 'again', charge: false };
       case 'retry':
         pool.serverError(state);
-        faults++;
-        chargeNext = true;
-        last = { kind: 'server', status: res.status, body: bodyText };
-        break;
-      case 'deliver':
-        // isFailureStatus and decide agree by construction; reaching here is a keypool bug.
-        throw new Error(`policy delivered failure status ${res.status}`);
+        lease.end('serverErrors');
+        this.#last = { kind: 'server', status: head.status, body: bodyText };
+        return { kind: 'again', charge: true };
+      case 'fail':
+        pool.serverError(state);
+        lease.end('serverErrors');
+        this.#last = { kind: 'server', status: head.status, body: bodyText };
+        return this.#stop(this.#giveUp());
     }
-    lease.end(outcomeOf(verdict));
   }
-  return fail();
+
+  /** Whether a key this request has not tried could still be chosen, now or later. */
+  #untriedLeft(): boolean {
+    const { pool } = this.#deps;
+    const tried = this.#tried;
+    return pool.states().some((s) => s.disabled === undefined && tried?.has(s) !== true);
+  }
+
+  async #readBody(attempt: Attempt, head: Extract<AttemptHead, { kind: 'head' }>): Promise<string> {
+    const { clock } = this.#deps;
+    // Bounded: a stalled or endless error body cannot hold rotation up.
+    const cancel = clock.timer(SNIPPET_TIMEOUT_MS, () => attempt.cancel(new Error('error body too slow')));
+    try {
+      const raw = await attempt.snippet(SNIPPET_LIMIT);
+      return decodeBody(raw, head.headers['content-encoding'], SNIPPET_LIMIT);
+    } finally {
+      cancel();
+    }
+  }
+
+  #penalise(lease: Lease, p: Penalty, alreadyApplied?: Penalty): void {
+    const { pool, clock } = this.#deps;
+    if (alreadyApplied !== undefined && samePenalty(p, alreadyApplied)) return;
+    const now = clock.now();
+    if (p.kind === 'cool') pool.cool(lease.state, p.scope === 'key' ? '' : this.#req.demand.model, p.until, p.reason, now);
+    else if (p.kind === 'disable') pool.disable(lease.state, p.reason, p.until);
+  }
+
+  // --- endings ---
+
+  #stop(outcome: RotateOutcome): Next {
+    return { kind: 'stop', outcome };
+  }
+
+  #outcome(o: OutcomeBody): RotateOutcome {
+    return { ...o, attempts: this.#attempts, waitedMs: this.#waited, key: this.#key };
+  }
+
+  #stopped(): RotateOutcome {
+    const signal = this.#req.signal;
+    const why = signal.reason instanceof RequestAborted ? signal.reason.why : 'client_closed';
+    if (why === 'deadline') {
+      const error = new KeypoolError('keypool_upstream_timeout', `No answer within the request deadline (${this.#deps.retry.timeoutMs} ms).`, {
+        headers: { 'x-should-retry': 'false' },
+      });
+      return this.#outcome({ kind: 'error', error });
+    }
+    return this.#outcome({ kind: 'aborted' });
+  }
+
+  #giveUp(): RotateOutcome {
+    const g = giveUp(this.#deps, this.#req.demand, this.#last, this.#retries);
+    return g.kind === 'answer' ? this.#outcome({ kind: 'answer', answer: g.answer }) : this.#outcome({ kind: 'error', error: g.error });
+  }
+}
+
+function samePenalty(a: Penalty, b: Penalty): boolean {
+  if (a.kind !== b.kind) return false;
+  if (a.kind === 'cool' && b.kind === 'cool') return a.reason === b.reason && a.scope === b.scope && a.until === b.until;
+  return a.kind === 'none';
 }
 
 /** The usage counter a failed attempt adds to (shared usage mirrors the pool's own stats). */
-function outcomeOf(v: Verdict): UsageCounter | undefined {
-  if (v.kind === 'rotate') return v.reason === 'rate_limited' ? 'rateLimited' : 'outOfCredit';
-  return v.kind === 'retry' ? 'serverErrors' : undefined;
+function usageOf(p: Penalty): UsageCounter | undefined {
+  if (p.kind !== 'cool') return undefined;
+  return p.reason === 'rate_limited' ? 'rateLimited' : p.reason === 'out_of_credit' ? 'outOfCredit' : undefined;
 }
 
-function serverBackoffMs(faults: number, deps: RotateDeps): number {
-  const { serverErrorBackoffMs: base, serverErrorBackoffMaxMs: max } = deps.retry;
-  const raw = Math.min(max, base * 2 ** Math.min(20, Math.max(0, faults - 1)));
-  return Math.round(raw * (0.5 + 0.5 * deps.random()));
+/** An answer whose body was read (and decoded): its headers without the ones that described the raw bytes. */
+function answerOf(head: Extract<AttemptHead, { kind: 'head' }>, body: string): UpstreamAnswer {
+  const headers = clientResponseHeaders(head.headers) as Record<string, string | string[]>;
+  delete headers['content-length'];
+  delete headers['content-encoding'];
+  return { status: head.status, headers, body };
 }

@@ -12,7 +12,11 @@ import type { PoolSnapshot } from '../keys/pool-snapshot.js';
 
 export const STATE_FILE_VERSION = 1;
 
-const scopeSchema = z.object({ cooldownUntil: z.number(), streak: z.number().int().min(0) });
+const scopeSchema = z.object({
+  cooldownUntil: z.number(),
+  streak: z.number().int().min(0),
+  reason: z.enum(['rate_limited', 'out_of_credit', 'model_unavailable']).optional(),
+});
 const statsSchema = z.object({
   attempts: z.number().int().min(0),
   successes: z.number().int().min(0),
@@ -26,6 +30,7 @@ const poolSchema = z.object({
     z.object({
       name: z.string(),
       disabled: z.enum(['unauthorized', 'forbidden']).optional(),
+      disabledUntil: z.number().optional(),
       creditUntil: z.number().optional(),
       scopes: z.record(z.string(), scopeSchema).optional(),
       stats: statsSchema,

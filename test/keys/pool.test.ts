@@ -31,7 +31,7 @@ describe('KeyPool basics', () => {
   it('skips cooling, disabled and excluded keys', () => {
     const pool = make(4);
     pool.cool(byName(pool, 'k1'), '', 1000, 'rate_limited', 0);
-    pool.disable(byName(pool, 'k2'), 'unauthorized');
+    pool.disable(byName(pool, 'k2'), 'unauthorized', 1e15);
     expect(next(pool, 500, ANY_MODEL, { exclude: new Set([byName(pool, 'k3')]) })).toBe('k4');
     expect([next(pool, 500), next(pool, 500)]).toEqual(['k3', 'k4']);
     expect(next(pool, 1000)).toBe('k1');
@@ -44,9 +44,9 @@ describe('KeyPool basics', () => {
     pool.cool(byName(pool, 'k2'), '', 2000, 'rate_limited', 0);
     expect(next(pool, 100)).toBeUndefined();
     expect(pool.nextAvailableAt(ANY_MODEL, 100)).toBe(2000);
-    pool.disable(byName(pool, 'k2'), 'forbidden');
+    pool.disable(byName(pool, 'k2'), 'forbidden', 1e15);
     expect(pool.nextAvailableAt(ANY_MODEL, 100)).toBe(3000);
-    pool.disable(byName(pool, 'k1'), 'forbidden');
+    pool.disable(byName(pool, 'k1'), 'forbidden', 1e15);
     expect(pool.nextAvailableAt(ANY_MODEL, 100)).toBeUndefined();
     expect(pool.usable).toBe(0);
   });
@@ -84,10 +84,10 @@ describe('KeyPool basics', () => {
   it('reports a disable once, by name', () => {
     const events: PoolEvent[] = [];
     const pool = make(1, { listener: (e) => events.push(e) });
-    pool.disable(byName(pool, 'k1'), 'unauthorized');
-    pool.disable(byName(pool, 'k1'), 'unauthorized');
+    pool.disable(byName(pool, 'k1'), 'unauthorized', 1e15);
+    pool.disable(byName(pool, 'k1'), 'unauthorized', 1e15);
     expect(events).toEqual([
-      { type: 'disabled', upstream: 'u', key: 'k1', fingerprint: byName(pool, 'k1').key.fingerprint, reason: 'unauthorized' },
+      { type: 'disabled', upstream: 'u', key: 'k1', fingerprint: byName(pool, 'k1').key.fingerprint, reason: 'unauthorized', until: 1e15 },
     ]);
     expect(JSON.stringify(events)).not.toContain('secret-1');
   });
@@ -304,7 +304,7 @@ describe('strategies', () => {
     let seed = 42;
     const rng = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
     const pool = make(4, { strategy: 'random', random: rng });
-    pool.disable(byName(pool, 'k4'), 'forbidden');
+    pool.disable(byName(pool, 'k4'), 'forbidden', 1e15);
     const counts = new Map<string, number>();
     for (let i = 0; i < 3000; i++) {
       const n = next(pool)!;
@@ -353,5 +353,42 @@ describe('Key', () => {
     expect(`${k.masked()}`).toBe('sk-…1234');
     expect(new Key('x', 'short').masked()).toBe('****');
     expect(k.reveal()).toBe('sk-very-secret-value-1234');
+  });
+});
+
+describe('disables and model refusals', () => {
+  it('a disable lasts its period, then the key is usable again by itself', () => {
+    const pool = make(2);
+    pool.disable(byName(pool, 'k1'), 'unauthorized', 5000);
+    expect(pool.usable).toBe(1);
+    expect([next(pool, 4999), next(pool, 4999)]).toEqual(['k2', 'k2']);
+    expect(pool.nextAvailableAt(ANY_MODEL, 5000)).toBe(5000);
+    expect(pool.usable).toBe(2);
+    expect([next(pool, 5000), next(pool, 5000)].sort()).toEqual(['k1', 'k2']);
+  });
+  it('a key not allowed a model is skipped for that model only, and its answer is remembered while no key may serve it', () => {
+    const pool = make(2);
+    const answer = { status: 403, headers: { 'content-type': 'application/json' }, body: '{"error":{"code":"model_not_found"}}' };
+    pool.cool(byName(pool, 'k1'), 'gpt-4o', 10_000, 'model_unavailable', 0);
+    pool.rememberAnswer('gpt-4o', answer);
+    expect(pool.answerFor('gpt-4o', 1)).toBeUndefined();
+    expect(next(pool, 1, GPT4)).toBe('k2');
+    expect(next(pool, 1, MINI)).toBe('k1');
+    pool.cool(byName(pool, 'k2'), 'gpt-4o', 10_000, 'model_unavailable', 0);
+    expect(next(pool, 1, GPT4)).toBeUndefined();
+    expect(pool.answerFor('gpt-4o', 1)).toEqual(answer);
+    expect(pool.answerFor('gpt-4o', 10_000)).toBeUndefined();
+    // Not a rate limit: no streak, no 429 count.
+    expect(byName(pool, 'k1').stats.rateLimited).toBe(0);
+    expect(pool.streakOf(byName(pool, 'k1'), 'gpt-4o')).toBe(0);
+  });
+  it('remembers a bounded number of answers', () => {
+    const pool = make(1);
+    for (let i = 0; i < 100; i++) {
+      pool.cool(byName(pool, 'k1'), `m${i}`, 10_000, 'model_unavailable', 0);
+      pool.rememberAnswer(`m${i}`, { status: 404, headers: {}, body: String(i) });
+    }
+    expect(pool.answerFor('m0', 1)).toBeUndefined();
+    expect(pool.answerFor('m99', 1)?.body).toBe('99');
   });
 });

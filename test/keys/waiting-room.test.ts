@@ -117,7 +117,7 @@ describe('WaitingRoom', () => {
     const holder = acquire()!;
     const p = wait('x');
     await flush();
-    pool.disable(holder.state, 'unauthorized');
+    pool.disable(holder.state, 'unauthorized', 1e15);
     expect(await p).toEqual({ kind: 'no_keys' });
     expect(room.size).toBe(0);
     expect(room.metrics.noKeys).toBe(1);

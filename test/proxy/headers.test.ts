@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { clientResponseHeaders, setKey, upstreamRequestHeaders } from '../../src/proxy/headers.js';
-import { upstreamPath } from '../../src/proxy/plugin.js';
+import { upstreamPath } from '../../src/proxy/proxy-handler.js';
 
 describe('upstreamRequestHeaders', () => {
   it('drops hop-by-hop headers, Connection-listed names, client credentials and framing', () => {

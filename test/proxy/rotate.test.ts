@@ -176,23 +176,64 @@ describe('what each failure does to the key', () => {
     expect(proxy.pool.states()[0]!.creditUntil).toBeGreaterThan(Date.now() + 3_000_000);
   });
 
-  it('401/403 disable the key for good (logged once, by name); all disabled -> 503', async () => {
+  it('401 and a 403 naming the key disable it (logged once, by name, with its period); all disabled -> 503, do not retry', async () => {
     const { upstream, proxy } = await setup(KEYS.slice(0, 2));
     upstream.setDefault(KEYS[0]!, { kind: 'unauthorized' });
-    upstream.setDefault(KEYS[1]!, { kind: 'forbidden' });
+    upstream.setDefault(KEYS[1]!, { kind: 'key_revoked' });
     const res = await chat(proxy);
     expect(res.status).toBe(503);
     expect(res.json().error.code).toBe('keypool_no_usable_keys');
+    expect(res.headers['x-should-retry']).toBe('false');
     const again = await chat(proxy);
     expect(again.status).toBe(503);
     expect(upstream.requests).toHaveLength(2);
     const disabledLines = proxy.logs.filter((l) => l.includes('key disabled'));
     expect(disabledLines).toHaveLength(2);
     expect(disabledLines.join()).toContain('"key":"openai-1"');
+    expect(disabledLines.join()).toContain('"disabledMs":86400000');
+  });
+
+  it('a 403 or 404 refusing the model skips that key for that model only; when every key refuses, the client gets the upstream\'s answer and no key is disabled', async () => {
+    const { upstream, proxy } = await setup(KEYS.slice(0, 3));
+    upstream.setDefault(KEYS[0]!, { kind: 'model_not_found', status: 403 });
+    const served = await chat(proxy);
+    expect(served.status).toBe(200);
+    expect(served.headers['x-keypool-key']).toBe('openai-2');
+    upstream.setDefault(KEYS[1]!, { kind: 'model_not_found', status: 404 });
+    upstream.setDefault(KEYS[2]!, { kind: 'model_not_found', status: 404 });
+    upstream.reset();
+    const refused = await chat(proxy);
+    expect(refused.status).toBe(404);
+    expect(refused.json().error.code).toBe('model_not_found');
+    // key 1 was already known not to serve the model: only keys 2 and 3 were asked.
+    expect(upstream.requests).toHaveLength(2);
+    expect(proxy.pool.usable).toBe(3);
+    // The next request for that model gets the answer without walking the pool again; other models are served.
+    upstream.reset();
+    expect((await chat(proxy)).status).toBe(404);
+    expect(upstream.requests).toHaveLength(0);
+    for (const k of KEYS.slice(0, 3)) upstream.setDefault(k, { kind: 'ok' });
+    const other = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"gpt-4o"}' });
+    expect(other.statusCode).toBe(200);
+    await other.body.dump();
+    expect(proxy.logs.some((l) => l.includes('key disabled'))).toBe(false);
+  });
+
+  it('a 403 nobody can explain moves on without blaming the key; from every key, the client gets it', async () => {
+    const { upstream, proxy } = await setup(KEYS.slice(0, 2));
+    upstream.setDefault(KEYS[0]!, { kind: 'forbidden' });
+    expect((await chat(proxy)).status).toBe(200);
+    upstream.setDefault(KEYS[1]!, { kind: 'forbidden' });
+    upstream.reset();
+    const res = await chat(proxy);
+    expect(res.status).toBe(403);
+    expect(res.json().error.code).toBe('permission_denied');
+    expect(upstream.requests).toHaveLength(2);
+    expect(proxy.pool.usable).toBe(2);
   });
 
   it('5xx is not the key\'s fault: no cooldown, and the retry spends budget', async () => {
-    const { upstream, proxy } = await setup(KEYS.slice(0, 2), { retry: { maxRetries: 2, serverErrorBackoffMs: 0 } });
+    const { upstream, proxy } = await setup(KEYS.slice(0, 2), { retry: { maxRetries: 2, backoffBaseMs: 0 } });
     upstream.script(KEYS[0]!, { kind: 'server_error', status: 503 });
     const ok = await chat(proxy);
     expect(ok.status).toBe(200);
@@ -212,7 +253,7 @@ describe('what each failure does to the key', () => {
 
   it('a 5xx retry waits a short backoff first', async () => {
     const clock = new FakeClock();
-    const { upstream, proxy } = await setup([KEYS[0]!], { clock, retry: { serverErrorBackoffMs: 400 } });
+    const { upstream, proxy } = await setup([KEYS[0]!], { clock, retry: { backoffBaseMs: 400 } });
     upstream.script(KEYS[0]!, { kind: 'server_error' });
     const pending = chat(proxy);
     await clock.waitForSleepers(1);
@@ -223,7 +264,7 @@ describe('what each failure does to the key', () => {
 
   it('other 4xx go straight back unchanged, no retry', async () => {
     const { upstream, proxy } = await setup(KEYS.slice(0, 2));
-    const body = '{"error":{"message":"bad model","type":"invalid_request_error","param":"model","code":"model_not_found"}}';
+    const body = '{"error":{"message":"No such File object: file-abc","type":"invalid_request_error","param":"id","code":null}}';
     upstream.script(KEYS[0]!, { kind: 'status', status: 404, body, headers: { 'x-upstream': 'yes' } });
     const res = await chat(proxy);
     expect(res.status).toBe(404);
@@ -237,7 +278,7 @@ describe('what each failure does to the key', () => {
     const deadUrl = upstream.url;
     await upstream.close();
     upstream = undefined;
-    proxy = await startProxy({ upstreamUrl: deadUrl, keys: KEYS.slice(0, 2), retry: { maxRetries: 1, serverErrorBackoffMs: 0 } });
+    proxy = await startProxy({ upstreamUrl: deadUrl, keys: KEYS.slice(0, 2), retry: { maxRetries: 1, backoffBaseMs: 0 } });
     const res = await chat(proxy);
     expect(res.status).toBe(502);
     expect(res.json().error.code).toBe('keypool_upstream_unreachable');

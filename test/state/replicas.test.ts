@@ -60,7 +60,7 @@ function configFor(redisUrl: string, o: ReplicaConfig = {}): string {
       '  - name: openai',
       `    baseUrl: ${upstream.url}/v1`,
       `    keys: ${keys}`,
-      `retry: ${o.retry ?? '{ maxWaitMs: 0, serverErrorBackoffMs: 0 }'}`,
+      `retry: ${o.retry ?? '{ maxWaitMs: 0, backoffBaseMs: 0 }'}`,
       '',
     ].join('\n'),
   );

@@ -30,7 +30,7 @@ describe('Replication', () => {
     const b = await replica(hub, clock);
     const [a1, a2] = a.states();
     a.cool(a1!, 'gpt-4o', clock.now() + 30_000, 'rate_limited', clock.now());
-    a.disable(a2!, 'unauthorized');
+    a.disable(a2!, 'unauthorized', 1e15);
     await new Promise((r) => setImmediate(r));
     expect(b.states()[0]!.scopes.get('gpt-4o')!.cooldownUntil).toBe(clock.now() + 30_000);
     expect(b.states()[1]!.disabled).toBe('unauthorized');

@@ -28,7 +28,7 @@ describe('StateFile', () => {
     const [k1, k2] = a.pool.states();
     a.pool.cool(k1!, 'gpt-4o', a.clock.now() + 60_000, 'rate_limited', a.clock.now());
     a.pool.cool(k1!, '', a.clock.now() + 3_600_000, 'out_of_credit', a.clock.now());
-    a.pool.disable(k2!, 'unauthorized');
+    a.pool.disable(k2!, 'unauthorized', 1e15);
     k1!.stats.successes = 7;
     await state.close();
     const text = readFileSync(a.file, 'utf8');
@@ -74,7 +74,7 @@ describe('StateFile', () => {
     const copies = readdirSync(join(a.file, '..')).filter((f) => f.includes('.corrupt-'));
     expect(copies).toHaveLength(1);
     expect(a.pool.states().every((s) => s.disabled === undefined)).toBe(true);
-    a.pool.disable(a.pool.states()[0]!, 'forbidden');
+    a.pool.disable(a.pool.states()[0]!, 'forbidden', 1e15);
     await state.close();
     expect(JSON.parse(readFileSync(a.file, 'utf8')).version).toBe(1);
   });
@@ -97,7 +97,7 @@ describe('StateFile', () => {
   it('an unwritable location warns and keeps serving', async () => {
     const a = setup(SECRETS, '/nonexistent-dir/keypool/state.json');
     const state = a.open();
-    a.pool.disable(a.pool.states()[0]!, 'forbidden');
+    a.pool.disable(a.pool.states()[0]!, 'forbidden', 1e15);
     await state.close();
     expect(a.lines.join('')).toContain('could not save pool state');
   });
