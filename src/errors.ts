@@ -71,6 +71,11 @@ export const ERRORS = {
     summary:
       'Sent as the last SSE event when a stream that had started was cut (the upstream went quiet past `retry.idleTimeoutMs`, broke off, or the deadline passed): the answer is incomplete.',
   },
+  keypool_shutting_down: {
+    status: 503,
+    type: 'server_error',
+    summary: 'keypool is stopping (SIGTERM/SIGINT): requests already in flight finish, new ones get this. Retry on another replica or shortly.',
+  },
   keypool_internal_error: {
     status: 500,
     type: 'server_error',

@@ -2,11 +2,8 @@
 // keypool's command line: serve, check, demo, fake-upstream. Parses arguments, loads config, wires
 // the app and handles signals; everything else lives in the modules it calls.
 import { parseArgs } from 'node:util';
-import { buildApp } from './app.js';
-import { systemClock } from './clock.js';
 import { loadConfigFile, type Config } from './config/load.js';
 import { ConfigError } from './errors.js';
-import { createLogger } from './logger.js';
 
 const USAGE = `Usage:
   keypool serve [--config FILE] [--port N] [--host H]   run the proxy (FILE defaults to $KEYPOOL_CONFIG)
@@ -18,14 +15,12 @@ const USAGE = `Usage:
 
 /** Exit code for bad usage or a bad config. */
 const EXIT_USAGE = 2;
-/** How long shutdown waits for in-flight requests before it gives up on them. */
-const SHUTDOWN_GRACE_MS = 10_000;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve':
-      return serve(rest);
+      return serveCommand(rest);
     case 'check':
       return check(rest);
     case 'demo': {
@@ -67,7 +62,7 @@ function loadOrExplain(file: string | undefined): { config: Config; warnings: st
   }
 }
 
-async function serve(args: string[]): Promise<number> {
+async function serveCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: { config: { type: 'string', short: 'c' }, port: { type: 'string', short: 'p' }, host: { type: 'string' } },
@@ -81,48 +76,8 @@ async function serve(args: string[]): Promise<number> {
     process.stderr.write(`keypool: --port: expected a port number, got ${values.port}\n`);
     return EXIT_USAGE;
   }
-  const host = values.host ?? config.server.host;
-
-  const logger = createLogger(config.log.level);
-  for (const w of warnings) logger.warn(w);
-  // Loaded only when configured: ioredis alone adds megabytes to every process that never uses it.
-  const store = config.state.redis
-    ? new (await import('./state/redis-store.js')).RedisStore({ ...config.state.redis, logger })
-    : undefined;
-  await store?.connect();
-  const app = await buildApp({ config, logger, store });
-  const state = config.state.file
-    ? (await import('./state/state-file.js')).StateFile.open({ file: config.state.file, pools: app.pools, clock: systemClock, logger, flushDelayMs: config.state.flushDelayMs })
-    : undefined;
-  await app.listen({ port, host });
-  logger.info(
-    { upstreams: config.upstreams.map((u) => ({ name: u.name, prefix: u.prefix, keys: u.keys.length })) },
-    'keypool ready',
-  );
-
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      logger.info({ signal }, 'shutting down');
-      const force = setTimeout(() => {
-        logger.warn('in-flight requests did not finish in time; exiting');
-        void (state?.close() ?? Promise.resolve()).finally(resolve);
-      }, SHUTDOWN_GRACE_MS);
-      force.unref();
-      app
-        .close()
-        .then(() => state?.close())
-        .then(
-          () => resolve(),
-          (err: unknown) => {
-            logger.error({ err }, 'error while closing');
-            resolve();
-          },
-        );
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  return 0;
+  const { serve } = await import('./cli/serve.js');
+  return serve({ config, warnings, port, host: values.host ?? config.server.host });
 }
 
 async function check(args: string[]): Promise<number> {
@@ -147,7 +102,9 @@ async function check(args: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    // Exit now: open keep-alive sockets, timers or a reconnecting Redis client must not keep a stopped
+    // keypool alive (logs are written synchronously by then).
+    process.exit(code);
   },
   (err: unknown) => {
     process.stderr.write(`keypool: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -70,6 +70,11 @@ export const configSchema = z.strictObject({
       port: z.number().int().min(0).max(65535).default(8787),
       /** Largest request body buffered for replay; larger ones get 413. @default 52428800 (50 MiB) */
       bodyLimitBytes: z.number().int().positive().default(50 * MiB),
+      /**
+       * On SIGTERM/SIGINT, how long requests and streams in flight may go on before they are cut (a stream
+       * then gets a final error event). @default 10000
+       */
+      shutdownGraceMs: z.number().int().min(0).default(10_000),
     })
     .prefault({}),
   log: z

@@ -52,6 +52,8 @@ export interface Proxy {
   readonly inflight: number;
   /** Ends every request in flight (shutdown after the grace period); how many were cut. */
   cutAll(reason: string): number;
+  /** Set at shutdown: new requests get 503 (and their connection closed) instead of a key. */
+  closing: boolean;
 }
 
 export interface UpstreamHandler {
@@ -66,12 +68,18 @@ export function createProxy(deps: ProxyDeps): Proxy {
     .map((u) => upstreamHandler(u, deps));
   const active = new Set<Active>();
   return {
+    closing: false,
     route(url) {
       for (const own of OWN_PATHS) if (under(url, own)) return undefined;
       for (const h of handlers) if (h.upstream.prefix === '/' || under(url, h.upstream.prefix)) return h;
       return undefined;
     },
     handle(h, req, res) {
+      if (this.closing) {
+        res.setHeader('connection', 'close');
+        sendError(res, new KeypoolError('keypool_shutting_down', 'keypool is shutting down; send the request to another replica or retry shortly.'), 0);
+        return;
+      }
       h.run(req, res, active).catch((err: unknown) => {
         deps.logger.error({ err }, 'proxy handler failed');
         if (!res.headersSent) sendError(res, new KeypoolError('keypool_internal_error', 'Internal error in keypool.'), 0);
@@ -167,7 +175,7 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps): UpstreamHandler {
     const cancelDeadline = clock.timer(retry.timeoutMs, () => abort(new RequestAborted('deadline')));
     const keepAlive = queue.streamKeepAlive && info.stream ? new StreamKeepAlive(res, clock, queue.keepAliveIntervalMs) : undefined;
     // While the loop runs nothing has been sent: a cut is a plain close. Delivery replaces it.
-    const me: { cut: (reason: string) => void } = { cut: () => abort(new RequestAborted('client_closed')) };
+    const me: { cut: (reason: string) => void } = { cut: () => abort(new RequestAborted('shutdown')) };
     active.add(me);
     const done = (): void => {
       cancelDeadline();
@@ -224,10 +232,10 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps): UpstreamHandler {
     const events = isEventStream(outcome.headers['content-type']) ? new EventAligner() : undefined;
     // From here on bytes may reach the client: a cut ends an event stream with an error event.
     me.cut = (reason) => {
+      abort(new RequestAborted('shutdown'));
       const error = new KeypoolError('keypool_stream_interrupted', `keypool ${reason}; the answer is incomplete.`);
       if (events !== undefined && res.headersSent && !res.writableEnded) res.end(streamErrorEvent(error));
-      abort(new RequestAborted('client_closed'));
-      res.destroy();
+      else if (!res.writableEnded) res.destroy();
     };
     let end: BodyEnd;
     try {
@@ -267,6 +275,11 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps): UpstreamHandler {
     if (why === 'client_closed') {
       res.destroy();
       log(CLIENT_CLOSED, outcome, { cut: 'client_closed' });
+      return;
+    }
+    if (why === 'shutdown') {
+      // me.cut has told the client already.
+      log(503, outcome, { cut: 'shutdown', error: 'keypool_stream_interrupted' });
       return;
     }
     const message =

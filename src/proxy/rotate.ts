@@ -19,10 +19,10 @@ import { describeNetworkError, giveUp, queueFull, replayRefused, type Failure } 
 import { decide, retryDelayMs, type Decision, type Penalty, type PolicySettings } from './retry-policy.js';
 
 /** Why a request's signal was aborted. */
-export type AbortWhy = 'client_closed' | 'deadline';
+export type AbortWhy = 'client_closed' | 'deadline' | 'shutdown';
 export class RequestAborted extends Error {
   constructor(readonly why: AbortWhy) {
-    super(why === 'deadline' ? 'request deadline passed' : 'client closed the connection');
+    super(why === 'deadline' ? 'request deadline passed' : why === 'shutdown' ? 'keypool is shutting down' : 'client closed the connection');
   }
 }
 
@@ -381,6 +381,9 @@ class AttemptLoop {
   #stopped(): RotateOutcome {
     const signal = this.#req.signal;
     const why = signal.reason instanceof RequestAborted ? signal.reason.why : 'client_closed';
+    if (why === 'shutdown') {
+      return this.#outcome({ kind: 'error', error: new KeypoolError('keypool_shutting_down', 'keypool is shutting down; retry on another replica or shortly.') });
+    }
     if (why === 'deadline') {
       const error = new KeypoolError('keypool_upstream_timeout', `No answer within the request deadline (${this.#deps.retry.timeoutMs} ms).`, {
         headers: { 'x-should-retry': 'false' },
