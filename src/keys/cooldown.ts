@@ -47,8 +47,7 @@ export function decide(res: ResponseFacts, p: PolicyInput): Verdict {
     return { kind: 'rotate', reason: 'out_of_credit', until: p.now + p.settings.outOfCreditMs };
   }
   if (status === 429) {
-    const told = resetDelayMs(res.headers, p.now);
-    const ms = told !== undefined ? Math.min(told, p.settings.maxMs) : backoffMs(p.streak, p.random, p.settings);
+    const ms = resetDelayMs(res.headers, p.now, p.settings.maxMs) ?? backoffMs(p.streak, p.random, p.settings);
     // Whole ms: headers may say 1.2345 s, and Redis TTLs and deadlines take integers only.
     return { kind: 'rotate', reason: 'rate_limited', until: Math.ceil(p.now + ms) };
   }
