@@ -149,6 +149,12 @@ describe('loadConfigText', () => {
     for (const p of problems) expect(p).not.toContain('PASTED');
   });
 
+  it('keysFromEnv reads only real variables (not an env map\'s inherited constructor)', () => {
+    expect(problemsOf(() => loadConfigText('upstreams: [{ name: a, baseUrl: "http://x", keysFromEnv: constructor }]', {}))).toEqual([
+      'upstreams[0].keys: upstream a has no keys (is constructor set?); list them in keys, keysFromEnv or keysFromFile',
+    ]);
+  });
+
   it('shows an unknown field name that could be a typo', () => {
     expect(problemsOf(() => loadConfigText('upstreams: [{ name: a, baseUrl: "http://x", keys: [k], keysFromEnvv: X }]', {}))).toEqual([
       'upstreams[0]: Unrecognized key: "keysFromEnvv"',
