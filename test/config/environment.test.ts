@@ -172,6 +172,10 @@ describe('documents that are not configs', () => {
     const deep = `x: ${'['.repeat(40)}${']'.repeat(40)}\n${UPSTREAM}`;
     expect(problemsOf(() => loadConfigText(deep, {}))).toEqual([`x${'[0]'.repeat(31)}: nested deeper than 32 levels`]);
   });
+  it('a document of more values than any config has is refused before validation', () => {
+    const raw = { upstreams: [{ name: 'a', baseUrl: 'http://x', keys: Array.from({ length: 100_001 }, (_, i) => `k${i}`) }] };
+    expect(problemsOf(() => loadConfigObject(raw, {}))).toEqual(['(root): more than 100000 values; is this a config file?']);
+  });
   it('YAML errors quote nothing from the document', () => {
     const problems = problemsOf(() => loadConfigText('keys: [*sk-secret-alias-123]\nx: !sk-secret-tag-456 y\nz: "sk-secret-q\\q"', {}));
     expect(problems.join('\n')).not.toMatch(/sk-secret/);
