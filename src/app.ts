@@ -61,6 +61,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       probeAfterMs: config.cooldown.probeAfterMs,
       // A probe is over by the request deadline at the latest.
       probeLeaseMs: config.retry.timeoutMs,
+      maxHeaderMs: config.cooldown.maxMs,
       maxSessions: u.sticky?.maxSessions ?? 0,
       listener,
       ledger: store,

@@ -37,10 +37,10 @@ describe('keypool check', () => {
   });
 
   it('exits 2 naming the field of a bad config', async () => {
-    const file = tempConfig('upstreams: [{ name: a, baseUrl: "http://127.0.0.1:1", keys: [k] }]\nretry: { maxRetries: "3" }\n');
+    const file = tempConfig('upstreams: [{ name: a, baseUrl: "http://127.0.0.1:1", keys: [k] }]\nretry: { maxRetries: "three" }\n');
     const r = await runCli(['check', '--config', file]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('retry.maxRetries: Invalid input: expected number, received string');
+    expect(r.stderr).toContain('retry.maxRetries: expected a number, got text that is not one');
   });
 
   it('says so when an upstream has no keys', async () => {

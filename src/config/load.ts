@@ -1,11 +1,16 @@
-// Reads a YAML config: expands ${VAR} / ${VAR:-default}, validates with the zod schema, gathers keys
-// from every source, and returns a frozen Config. Every error names the field it is about.
+// Reads a YAML config: applies the KEYPOOL_* overrides and expands ${VAR} (environment.ts), validates
+// with the zod schema, gathers keys from every source, and returns a frozen Config. Every problem names
+// the field it is about (or the variable that set it), and none ever holds a secret.
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_KEY_OPTIONS, Key, type KeyOptions } from '../keys/key.js';
+import { lookup, prepareDocument, type Env } from './environment.js';
+import { formatPath, showName } from './field-path.js';
 import { configSchema, type ParsedConfig, type UpstreamInput } from './schema.js';
+
+export { ENV_OVERRIDES, type Env } from './environment.js';
 
 export interface Upstream {
   readonly name: string;
@@ -28,8 +33,6 @@ export interface LoadResult {
   warnings: string[];
 }
 
-export type Env = Readonly<Record<string, string | undefined>>;
-
 export function loadConfigFile(file: string, env: Env = process.env): LoadResult {
   let text: string;
   try {
@@ -37,26 +40,38 @@ export function loadConfigFile(file: string, env: Env = process.env): LoadResult
   } catch (err) {
     throw new ConfigError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
-  return loadConfigText(text, env, file);
+  return loadConfigText(text, env);
 }
 
-export function loadConfigText(text: string, env: Env = process.env, source = 'config'): LoadResult {
-  const doc = parseDocument(text, { prettyErrors: true });
-  if (doc.errors.length > 0) {
-    const problems = doc.errors.map((e) => `${source}: YAML: ${e.message.split('\n')[0] ?? e.message}`);
-    throw new ConfigError(problems.join('\n'), problems);
+export function loadConfigText(text: string, env: Env = process.env): LoadResult {
+  let raw: unknown;
+  try {
+    const doc = parseDocument(text, { prettyErrors: true });
+    if (doc.errors.length > 0) {
+      const problems = doc.errors.map((e) => `(root): YAML: ${yamlProblem(e.message)}`);
+      throw new ConfigError(problems.join('\n'), problems);
+    }
+    // toJS throws on an alias bomb or an alias before its anchor.
+    raw = doc.toJS();
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`(root): YAML: ${yamlProblem(err instanceof Error ? err.message : String(err))}`);
   }
-  return loadConfigObject(doc.toJS() ?? {}, env);
+  return loadConfigObject(raw ?? {}, env);
 }
 
+/**
+ * A document as YAML would give it (`loadConfigText` without the text), validated against `env`: the
+ * overrides and `${VAR}` expansion happen here, so this is the whole of what the environment does.
+ */
 export function loadConfigObject(raw: unknown, env: Env = process.env): LoadResult {
   const problems: string[] = [];
-  const expanded = expandEnv(raw, [], env, problems);
+  const { document, overridden } = prepareDocument(raw, env, problems);
   if (problems.length > 0) throw new ConfigError(problems.join('\n'), problems);
 
-  const parsed = configSchema.safeParse(expanded);
+  const parsed = configSchema.safeParse(document);
   if (!parsed.success) {
-    const list = parsed.error.issues.map(formatIssue);
+    const list = parsed.error.issues.flatMap((issue) => issueLines(issue, [], overridden));
     throw new ConfigError(list.join('\n'), list);
   }
 
@@ -74,36 +89,41 @@ export function loadConfigObject(raw: unknown, env: Env = process.env): LoadResu
   return { config: deepFreeze(config), warnings };
 }
 
-function formatIssue(issue: z.core.$ZodIssue): string {
-  return `${formatPath(issue.path) || '(root)'}: ${issue.message}`;
+/**
+ * One line per problem: `field.path: message`, or `KEYPOOL_PORT (server.port): message` when a variable
+ * set the field. A union that failed deep inside one branch (a `{ key }` entry with a bad field) reports
+ * that branch's problems rather than "Invalid input".
+ */
+function issueLines(issue: z.core.$ZodIssue, base: readonly PropertyKey[], overridden: ReadonlyMap<string, string>): string[] {
+  const path = [...base, ...issue.path];
+  if (issue.code === 'invalid_union') {
+    const deeper = issue.errors.filter((branch) => branch.some((i) => i.path.length > 0 || i.code !== 'invalid_type'));
+    if (deeper.length === 1) return (deeper[0] ?? []).flatMap((i) => issueLines(i, path, overridden));
+  }
+  const at = formatPath(path);
+  const name = overridden.get(at);
+  return [`${name === undefined ? at : `${name} (${at})`}: ${issueMessage(issue)}`];
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
-  return out;
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code !== 'unrecognized_keys') return issue.message.split('\n')[0] ?? '';
+  // Shown only when it could be a field name (field-path.ts): a pasted secret is not.
+  const names = issue.keys.map((k) => (showName(k) === k ? JSON.stringify(k) : '(a name not shown)'));
+  return `Unrecognized key${names.length > 1 ? 's' : ''}: ${names.join(', ')}`;
 }
 
-const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
-
-/** Expands ${VAR} and ${VAR:-default} in every string; an unset VAR without default is an error at that path. */
-function expandEnv(value: unknown, path: PropertyKey[], env: Env, problems: string[]): unknown {
-  if (typeof value === 'string') {
-    return value.replace(ENV_REF, (_m, name: string, fallback: string | undefined) => {
-      const v = env[name];
-      if (v !== undefined && v !== '') return v;
-      if (fallback !== undefined) return fallback;
-      problems.push(`${formatPath(path) || '(root)'}: environment variable ${name} is not set`);
-      return '';
-    });
-  }
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, [...path, i], env, problems));
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, expandEnv(v, [...path, k], env, problems)]),
-    );
-  }
-  return value;
+/**
+ * The first line of a YAML error, position kept, with whatever it quotes from the document cut out: a
+ * document that fails to parse may hold a secret, and the parser quotes tags, aliases and scalars.
+ */
+function yamlProblem(message: string): string {
+  const first = message.split('\n')[0] ?? '';
+  const m = /^(.*?)((?: at line \d+, column \d+)?):?$/.exec(first);
+  const what = (m?.[1] ?? first)
+    .replace(/: .*$/, '')
+    .replace(/"[^"]*"/g, '"…"')
+    .replace(/[!*&][^\s,]+/g, '…');
+  return `${what}${m?.[2] ?? ''}`;
 }
 
 function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: string[], warnings: string[]): Upstream {
@@ -126,7 +146,7 @@ function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: st
     }
   });
   if (u.keysFromEnv !== undefined) {
-    for (const secret of splitKeys(env[u.keysFromEnv] ?? '')) entries.push(plain(secret, `${at}.keysFromEnv`));
+    for (const secret of splitKeys(lookup(env, u.keysFromEnv) ?? '')) entries.push(plain(secret, `${at}.keysFromEnv`));
   }
   if (u.keysFromFile !== undefined) {
     try {
@@ -136,9 +156,8 @@ function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: st
         if (secret !== '') entries.push(plain(secret, `${at}.keysFromFile`));
       }
     } catch (err) {
-      problems.push(
-        `${at}.keysFromFile: cannot read ${u.keysFromFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      );
+      // The path is not repeated: the field names it, and a key pasted here by mistake must not be echoed.
+      problems.push(`${at}.keysFromFile: cannot read the file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
     }
   }
 

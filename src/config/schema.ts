@@ -3,23 +3,67 @@ import { z } from 'zod';
 
 const MiB = 1024 * 1024;
 
+// Number and boolean fields also take text holding one, because `${VAR}` expansion (load.ts) leaves text:
+// `port: ${PORT:-8787}` must work. Only these fields convert: a key that is all digits stays a string.
+// Complaints say what was expected and never echo the value (a secret pasted into the wrong field).
+
+/** Decimal text, with an optional exponent; no hex, no Infinity, no empty string. */
+const NUMBER_TEXT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+function numberFromText(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  const t = v.trim();
+  return NUMBER_TEXT.test(t) ? Number(t) : v;
+}
+
+function booleanFromText(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  const t = v.trim().toLowerCase();
+  return t === 'true' ? true : t === 'false' ? false : v;
+}
+
+function textIsNot(what: string) {
+  return (issue: { readonly code?: string; readonly input?: unknown }): string | undefined => {
+    if (issue.code !== 'invalid_type' || typeof issue.input !== 'string') return undefined;
+    return issue.input.trim() === ''
+      ? `expected ${what}, got an empty value (an empty variable?)`
+      : `expected ${what}, got text that is not one`;
+  };
+}
+
+const number = () => z.number({ error: textIsNot('a number') });
+const boolean = () => z.boolean({ error: textIsNot('true or false') });
+const num = <T extends z.ZodType>(schema: T) => z.preprocess(numberFromText, schema);
+const bool = <T extends z.ZodType>(schema: T) => z.preprocess(booleanFromText, schema);
+
 /** A key as written in YAML: a bare secret, or `{ name, key }`. */
-const keyEntrySchema = z.union([
-  z.string(),
-  z.strictObject({
-    /** Stable name used in logs, headers and admin output. Default: `<upstream>-<n>`. */
-    name: z.string().min(1).regex(/^[A-Za-z0-9._:-]+$/, 'use letters, digits, . _ : -').optional(),
-    key: z.string(),
-    /** Share for the `weighted` strategy. @default 1 */
-    weight: z.number().positive().default(1),
-    /** Keys of one organisation share its limits: a rate limit or credit stop on one cools the group. */
-    group: z.string().min(1).optional(),
-    /** Local limits, enforced before the upstream would answer 429. */
-    rpm: z.number().int().positive().optional(),
-    tpm: z.number().int().positive().optional(),
-    maxConcurrent: z.number().int().positive().optional(),
-  }),
-]);
+const keyEntrySchema = z.union(
+  [
+    z.string(),
+    z.strictObject({
+      /** Stable name used in logs, headers and admin output. Default: `<upstream>-<n>`. */
+      name: z.string().min(1).regex(/^[A-Za-z0-9._:-]+$/, 'use letters, digits, . _ : -').optional(),
+      key: z.string(),
+      /** Share for the `weighted` strategy. @default 1 */
+      weight: num(number().positive()).default(1),
+      /** Keys of one organisation share its limits: a rate limit or credit stop on one cools the group. */
+      group: z.string().min(1).optional(),
+      /** Local limits, enforced before the upstream would answer 429. */
+      rpm: num(number().int().positive()).optional(),
+      tpm: num(number().int().positive()).optional(),
+      maxConcurrent: num(number().int().positive()).optional(),
+    }),
+  ],
+  {
+    // A key written unquoted in YAML may parse as a number (`- 0123` is 123): never turn it back into text.
+    error: (issue) =>
+      issue.code !== 'invalid_union'
+        ? undefined
+        : typeof issue.input === 'number' || typeof issue.input === 'boolean'
+          ? 'a key must be text: quote it in YAML when it looks like a number'
+          : 'expected a key: text, or { key, name, weight, group, rpm, tpm, maxConcurrent }',
+  },
+);
 
 export const STRATEGIES = ['round_robin', 'least_inflight', 'random', 'weighted', 'fill_first', 'headroom'] as const;
 
@@ -52,11 +96,15 @@ const upstreamSchema = z.strictObject({
       /** JSON body fields used when the header is absent, in order. @default ["prompt_cache_key", "user"] */
       bodyFields: z.array(z.string().min(1)).default(['prompt_cache_key', 'user']),
       /** Sessions remembered (least recently used are forgotten). @default 10000 */
-      maxSessions: z.number().int().positive().default(10_000),
+      maxSessions: num(number().int().positive()).default(10_000),
     })
     .optional(),
   /** Environment variable holding a comma/whitespace separated list of keys. */
-  keysFromEnv: z.string().min(1).optional(),
+  // A name, not the keys: a pasted list of keys must not be echoed back in the "is X set?" hint.
+  keysFromEnv: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'the name of an environment variable (letters, digits, _), not the keys themselves')
+    .optional(),
   /** File with one key per line (blank lines and `#` comments ignored). */
   keysFromFile: z.string().min(1).optional(),
 });
@@ -67,14 +115,14 @@ export const configSchema = z.strictObject({
       /** @default "127.0.0.1": loopback only; use 0.0.0.0 in a container. */
       host: z.string().min(1).default('127.0.0.1'),
       /** @default 8787 */
-      port: z.number().int().min(0).max(65535).default(8787),
+      port: num(number().int().min(0).max(65535)).default(8787),
       /** Largest request body buffered for replay; larger ones get 413. @default 52428800 (50 MiB) */
-      bodyLimitBytes: z.number().int().positive().default(50 * MiB),
+      bodyLimitBytes: num(number().int().positive()).default(50 * MiB),
       /**
        * On SIGTERM/SIGINT, how long requests and streams in flight may go on before they are cut (a stream
        * then gets a final error event). @default 10000
        */
-      shutdownGraceMs: z.number().int().min(0).default(10_000),
+      shutdownGraceMs: num(number().int().min(0)).default(10_000),
     })
     .prefault({}),
   log: z
@@ -87,65 +135,65 @@ export const configSchema = z.strictObject({
   retry: z
     .strictObject({
       /** Attempts allowed once every key has been tried or is cooling (walking the pool is free). @default 3 */
-      maxRetries: z.number().int().min(0).max(100).default(3),
+      maxRetries: num(number().int().min(0).max(100)).default(3),
       /** Total time one request may spend waiting for a cooling key. @default 30000 */
-      maxWaitMs: z.number().int().min(0).default(30_000),
+      maxWaitMs: num(number().int().min(0)).default(30_000),
       /** Whole-request deadline, from arrival to the last response byte. @default 600000 */
-      timeoutMs: z.number().int().positive().default(600_000),
+      timeoutMs: num(number().int().positive()).default(600_000),
       /** Time allowed to open a TCP/TLS connection to the upstream. @default 10000 */
-      connectTimeoutMs: z.number().int().positive().default(10_000),
+      connectTimeoutMs: num(number().int().positive()).default(10_000),
       /**
        * Longest wait for the response head of a non-streaming request once it is on the wire; past it the
        * attempt is cancelled and the request fails over (charged). A non-streaming completion's head comes
        * only when the whole answer is done, so this must outlast a slow model's longest answer. 0: off.
        * @default 300000
        */
-      headersTimeoutMs: z.number().int().min(0).default(300_000),
+      headersTimeoutMs: num(number().int().min(0)).default(300_000),
       /** The same for requests with `"stream": true`, whose head comes before the first token. 0: off. @default 60000 */
-      streamHeadersTimeoutMs: z.number().int().min(0).default(60_000),
+      streamHeadersTimeoutMs: num(number().int().min(0)).default(60_000),
       /**
        * Longest silence inside a response body once it is being delivered; past it the stream is cut and
        * an SSE client gets a final error event. Reasoning models can think for minutes between chunks. 0: off.
        * @default 300000
        */
-      idleTimeoutMs: z.number().int().min(0).default(300_000),
+      idleTimeoutMs: num(number().int().min(0)).default(300_000),
       /**
        * Send a POST or PATCH again (to another key) after the upstream may have received all of it and the
        * connection broke before its answer. Off: such a request could run, and be billed, twice. @default false
        */
-      replayAfterSend: z.boolean().default(false),
+      replayAfterSend: bool(boolean()).default(false),
       /**
        * Pacing of charged attempts: the n-th waits at least min(backoffMaxMs, backoffBaseMs·2^(n-1)),
        * jittered to 50-100 %, besides waiting for a key. The free walk over untried keys is never slowed.
        * @default 500
        */
-      backoffBaseMs: z.number().int().min(0).default(500),
+      backoffBaseMs: num(number().int().min(0)).default(500),
       /** Ceiling of that backoff. @default 8000 */
-      backoffMaxMs: z.number().int().min(0).default(8_000),
+      backoffMaxMs: num(number().int().min(0)).default(8_000),
     })
     .prefault({}),
   cooldown: z
     .strictObject({
       /** First cooldown after a 429 that names no reset time; doubles per consecutive 429. @default 1000 */
-      backoffBaseMs: z.number().int().positive().default(1_000),
+      backoffBaseMs: num(number().int().positive()).default(1_000),
       /** Ceiling of that backoff. @default 60000 */
-      backoffMaxMs: z.number().int().positive().default(60_000),
+      backoffMaxMs: num(number().int().positive()).default(60_000),
       /** Cooldown for a key that is out of credit (402, `insufficient_quota`). @default 3600000 */
-      outOfCreditMs: z.number().int().positive().default(3_600_000),
+      outOfCreditMs: num(number().int().positive()).default(3_600_000),
       /** Ceiling on any cooldown an upstream header asks for. @default 3600000 */
-      maxMs: z.number().int().positive().default(3_600_000),
+      maxMs: num(number().int().positive()).default(3_600_000),
       /**
        * A key the upstream says may not use a model (403/404 "does not have access to model") is skipped for
        * that model this long; other keys and models are not affected. @default 3600000
        */
-      modelUnavailableMs: z.number().int().positive().default(3_600_000),
+      modelUnavailableMs: num(number().int().positive()).default(3_600_000),
       /**
        * A key the upstream rejects itself (401, or a 403 that blames the key or its organisation) is
        * disabled this long, in memory, the state file and Redis alike; then it is tried again. @default 86400000
        */
-      disabledMs: z.number().int().positive().default(86_400_000),
+      disabledMs: num(number().int().positive()).default(86_400_000),
       /** A cooldown at least this long ends with one probe request before the key takes full traffic. @default 60000 */
-      probeAfterMs: z.number().int().positive().default(60_000),
+      probeAfterMs: num(number().int().positive()).default(60_000),
     })
     .prefault({}),
   state: z
@@ -156,7 +204,7 @@ export const configSchema = z.strictObject({
        */
       file: z.string().min(1).optional(),
       /** A change is written at most this long after it happens. @default 1000 */
-      flushDelayMs: z.number().int().min(0).default(1_000),
+      flushDelayMs: num(number().int().min(0)).default(1_000),
       /**
        * Share pool state between replicas through Redis: cooldowns, disabled keys, in-flight slots,
        * rpm/tpm windows, the upstream's rate-limit buckets, round-robin order, usage counters.
@@ -171,7 +219,7 @@ export const configSchema = z.strictObject({
            * A replica not heard from for this long is presumed dead: the in-flight slots it held are freed
            * for the others. Heartbeats go out five times per period. @default 5000
            */
-          replicaTimeoutMs: z.number().int().min(100).default(5_000),
+          replicaTimeoutMs: num(number().int().min(100)).default(5_000),
         })
         .optional(),
     })
@@ -179,16 +227,16 @@ export const configSchema = z.strictObject({
   queue: z
     .strictObject({
       /** Requests that may wait for a key at once, per upstream; beyond it: 429. @default 1000 */
-      maxSize: z.number().int().min(0).default(1_000),
+      maxSize: num(number().int().min(0)).default(1_000),
       /** Header naming the client for fair queueing; else the remote address. @default "x-agent-id" */
       clientHeader: z.string().toLowerCase().default('x-agent-id'),
       /**
        * While a streaming request waits, send 200 + SSE comments so the client does not time out. The status
        * is then committed: a later failure arrives as an SSE `error` event, not an HTTP status. @default false
        */
-      streamKeepAlive: z.boolean().default(false),
+      streamKeepAlive: bool(boolean()).default(false),
       /** Interval of those comments. @default 15000 */
-      keepAliveIntervalMs: z.number().int().positive().default(15_000),
+      keepAliveIntervalMs: num(number().int().positive()).default(15_000),
     })
     .prefault({}),
 });

@@ -25,11 +25,13 @@ export function backoffMs(streak: number, random: number, s: Pick<CooldownSettin
 
 /**
  * When a rate-limited key may be tried again: the upstream's reset (Retry-After, retry-after-ms,
- * x-ratelimit-reset-* of the exhausted limit), capped at `maxMs`, else backoff. Whole ms: Redis TTLs
+ * x-ms-retry-after-ms, x-ratelimit-reset-* of the exhausted limit), capped at `maxMs`, else backoff. Whole ms: Redis TTLs
  * and deadlines take integers only.
  */
 export function rateLimitedUntil(headers: HeaderBag, now: number, streak: number, random: number, s: CooldownSettings): number {
-  const told = resetDelayMs(headers, now);
-  const ms = told !== undefined && Number.isFinite(told) && told >= 0 ? Math.min(told, s.maxMs) : backoffMs(streak, random, s);
+  const told = resetDelayMs(headers, now, s.maxMs);
+  // A 429 that says "now" (0 s, or a reset already past) is treated like one that says nothing: cooling
+  // for 0 ms would let every request choose the key again at once, and the upstream answer 429 again.
+  const ms = told !== undefined && told >= 1 ? Math.min(told, s.maxMs) : backoffMs(streak, random, s);
   return Math.ceil(now + ms);
 }

@@ -75,6 +75,8 @@ export interface PoolOptions {
   listener?: PoolListener;
   /** Shared store confirming every choice against the other replicas. Absent: this pool is the whole truth. */
   ledger?: Ledger;
+  /** Ceiling on a reset time read from rate-limit headers (config `cooldown.maxMs`). @default 3600000 */
+  maxHeaderMs?: number;
 }
 
 export interface AcquireRequest {
@@ -97,6 +99,7 @@ export class KeyPool {
   readonly #random: () => number;
   readonly #probeAfterMs: number;
   readonly #probeLeaseMs: number;
+  readonly #maxHeaderMs: number;
   readonly #listener: PoolListener | undefined;
   readonly #groups = new Map<string, Map<string, Scope>>();
   readonly #sessions: StickySessions;
@@ -139,6 +142,7 @@ export class KeyPool {
     this.#random = options.random ?? Math.random;
     this.#probeAfterMs = options.probeAfterMs ?? 60_000;
     this.#probeLeaseMs = options.probeLeaseMs ?? 600_000;
+    this.#maxHeaderMs = options.maxHeaderMs ?? 3_600_000;
     this.#sessions = new StickySessions(options.maxSessions ?? 0);
     this.#listener = options.listener;
     const countInflight = options.strategy === 'least_inflight' || options.strategy === 'headroom';
@@ -271,7 +275,7 @@ export class KeyPool {
 
   /** Records the upstream's rate-limit headers for the attempt's key and model, matched to its mark. */
   observe(lease: ObservedAttempt, headers: HeaderBag, now: number): void {
-    const report = readReport(headers, now);
+    const report = readReport(headers, now, this.#maxHeaderMs);
     let learnt = false;
     if (report !== undefined) {
       const scope = scopeOf(lease.state.scopes, lease.demand.model);

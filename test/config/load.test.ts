@@ -81,14 +81,15 @@ describe('loadConfigText', () => {
   });
 
   it.each([
-    ['retry: { maxRetries: "3" }', 'retry.maxRetries: Invalid input: expected number, received string'],
+    ['retry: { maxRetries: "three" }', 'retry.maxRetries: expected a number, got text that is not one'],
+    ['retry: { maxRetries: [3] }', 'retry.maxRetries: Invalid input: expected number, received array'],
     ['retry: { maxRetries: -1 }', 'retry.maxRetries:'],
     ['server: { port: 70000 }', 'server.port:'],
   ])('names the field: %s', (snippet, expected) => {
     const doc = `${snippet}\nupstreams: [{ name: a, baseUrl: "http://127.0.0.1:1", keys: [k] }]`;
     const problems = problemsOf(() => loadConfigText(doc, {}));
     expect(problems.join('\n')).toContain(expected.split(':')[0]);
-    if (expected.includes('expected number')) expect(problems).toContain(expected);
+    if (expected.includes('expected')) expect(problems).toContain(expected);
   });
 
   it('names unknown fields', () => {
@@ -130,6 +131,34 @@ describe('loadConfigText', () => {
     const { config, warnings } = loadConfigText('upstreams: [{ name: a, baseUrl: "http://x", keys: [sk-dup-1, sk-dup-1] }]', {});
     expect(config.upstreams[0]!.keys).toHaveLength(1);
     expect(warnings).toEqual(['upstreams[0].keys[1]: same secret as key a-1; using it once']);
+  });
+
+  it('a key pasted where a name or a path goes is not echoed back', () => {
+    const secret = 'sk-proj-PASTEDaaaaaaaaaaaaaaaa1';
+    const cases = [
+      `upstreams: [{ name: a, baseUrl: "http://x", keysFromEnv: "${secret},${secret}2" }]`,
+      `upstreams: [{ name: a, baseUrl: "http://x", keysFromFile: "${secret}" }]`,
+      `upstreams: [{ name: a, baseUrl: "http://x", keys: [{ ${secret}: 1 }] }]`,
+      `upstreams: [{ name: a, baseUrl: "http://x", keys: [k], ${secret}: "\${NOPE}" }]`,
+    ];
+    const problems = cases.map((doc) => problemsOf(() => loadConfigText(doc, {})).join('\n'));
+    expect(problems[0]).toContain('upstreams[0].keysFromEnv: the name of an environment variable');
+    expect(problems[1]).toContain('upstreams[0].keysFromFile: cannot read the file: ENOENT');
+    expect(problems[2]).toContain('upstreams[0].keys[0]');
+    expect(problems[3]).toBe('upstreams[0]["…"]: environment variable NOPE is not set');
+    for (const p of problems) expect(p).not.toContain('PASTED');
+  });
+
+  it('keysFromEnv reads only real variables (not an env map\'s inherited constructor)', () => {
+    expect(problemsOf(() => loadConfigText('upstreams: [{ name: a, baseUrl: "http://x", keysFromEnv: constructor }]', {}))).toEqual([
+      'upstreams[0].keys: upstream a has no keys (is constructor set?); list them in keys, keysFromEnv or keysFromFile',
+    ]);
+  });
+
+  it('shows an unknown field name that could be a typo', () => {
+    expect(problemsOf(() => loadConfigText('upstreams: [{ name: a, baseUrl: "http://x", keys: [k], keysFromEnvv: X }]', {}))).toEqual([
+      'upstreams[0]: Unrecognized key: "keysFromEnvv"',
+    ]);
   });
 
   it('reads scheduling settings per key and per upstream', () => {

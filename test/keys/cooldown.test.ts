@@ -15,6 +15,10 @@ describe('rateLimitedUntil', () => {
     expect(rateLimitedUntil({ 'retry-after': '999999' }, NOW, 1, 0.5, settings)).toBe(NOW + settings.maxMs);
     expect(rateLimitedUntil({ 'retry-after-ms': '99999999999999' }, NOW, 1, 0.5, settings)).toBe(NOW + settings.maxMs);
   });
+  it('a 429 that says "retry now" backs off like one that says nothing (no 0 ms cooldown to hammer on)', () => {
+    expect(rateLimitedUntil({ 'retry-after': '0' }, NOW, 1, 0.5, settings)).toBe(NOW + 1000);
+    expect(rateLimitedUntil({ 'retry-after-ms': '0' }, NOW, 2, 0.5, settings)).toBe(NOW + 2000);
+  });
   it('backs off exponentially per key streak without a header', () => {
     expect([1, 2, 3, 4].map((streak) => rateLimitedUntil({}, NOW, streak, 0.5, settings) - NOW)).toEqual([1000, 2000, 4000, 8000]);
     expect(rateLimitedUntil({}, NOW, 10, 0.5, settings) - NOW).toBe(60_000);
