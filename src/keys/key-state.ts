@@ -61,6 +61,12 @@ export interface KeyStats {
   serverErrors: number;
 }
 
+/** Tokens the upstream reported for this key's answers (their `usage`), this process only. */
+export interface KeyTokens {
+  input: number;
+  output: number;
+}
+
 export interface KeyState {
   readonly key: Key;
   readonly index: number;
@@ -76,6 +82,7 @@ export interface KeyState {
   readonly rpm: Window;
   readonly tpm: Window;
   readonly stats: KeyStats;
+  readonly tokens: KeyTokens;
 }
 
 export function newKeyState(key: Key, index: number): KeyState {
@@ -91,6 +98,7 @@ export function newKeyState(key: Key, index: number): KeyState {
     rpm: { start: 0, count: 0 },
     tpm: { start: 0, count: 0 },
     stats: { attempts: 0, successes: 0, rateLimited: 0, outOfCredit: 0, serverErrors: 0 },
+    tokens: { input: 0, output: 0 },
   };
 }
 

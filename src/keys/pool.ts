@@ -292,6 +292,12 @@ export class KeyPool {
     return s.scopes.get(model)?.streak ?? 0;
   }
 
+  /** Adds what an answer's `usage` reported to the key's token counts. */
+  countTokens(s: KeyState, input: number, output: number): void {
+    s.tokens.input += input;
+    s.tokens.output += output;
+  }
+
   succeeded(s: KeyState, model: string): void {
     const scope = s.scopes.get(model);
     if (scope) scope.streak = 0;

@@ -46,7 +46,7 @@ class Cancelled extends Error {}
 type Mode =
   /** Before the head, or paused after it while the loop decides. */
   | { readonly kind: 'held' }
-  | { readonly kind: 'deliver'; readonly res: ServerResponse; readonly events: EventAligner | undefined }
+  | { readonly kind: 'deliver'; readonly res: ServerResponse; readonly events: EventAligner | undefined; readonly tap: ((chunk: Buffer) => void) | undefined }
   | { readonly kind: 'snippet'; readonly limit: number }
   | { readonly kind: 'discard' };
 
@@ -94,8 +94,8 @@ export class Attempt {
    * Streams the body into the client's response (its head must be written already). Resolves when the
    * body ended or broke; the caller decides what the client is told of a break.
    */
-  deliver(res: ServerResponse, events?: EventAligner): Promise<BodyEnd> {
-    return this.#consume({ kind: 'deliver', res, events });
+  deliver(res: ServerResponse, events?: EventAligner, tap?: (chunk: Buffer) => void): Promise<BodyEnd> {
+    return this.#consume({ kind: 'deliver', res, events, tap });
   }
 
   /** Reads at most `limit` raw bytes of the body (the rest is drained and dropped); resolves at the end or on a break. */
@@ -128,6 +128,7 @@ export class Attempt {
   #take(chunk: Buffer, mode: Mode): boolean {
     switch (mode.kind) {
       case 'deliver': {
+        mode.tap?.(chunk);
         const out = mode.events === undefined ? chunk : mode.events.push(chunk);
         if (out.length === 0 || mode.res.write(out)) return true;
         if (!this.#drainWaiting) {

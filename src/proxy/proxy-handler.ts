@@ -2,6 +2,7 @@
 // and metrics): Fastify's routing, hooks and reply objects cost more per request than the rest of the
 // hot path together. Per request: buffer the body once (byte-exact replay), read what scheduling needs,
 // run the attempt loop, then deliver the chosen response straight from undici into the client socket.
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
@@ -15,7 +16,9 @@ import { Attempt, type BodyEnd } from './attempt.js';
 import { clientResponseHeaders, setKey, upstreamRequestHeaders } from './headers.js';
 import { StreamKeepAlive } from './keep-alive.js';
 import { requestInfo } from './request-info.js';
-import { RequestAborted, rotate, type RotateDeps, type RotateOutcome } from './rotate.js';
+import { logFields, type RequestListener, type RequestRecord } from './request-record.js';
+import { RequestAborted, rotate, type RotateDeps, type RotateOutcome, type TrailStep } from './rotate.js';
+import { UsageTap, type Usage } from './usage-tap.js';
 import { EventAligner, isEventStream, streamErrorEvent } from './sse.js';
 
 export interface UpstreamRuntime {
@@ -34,6 +37,9 @@ export interface ProxyDeps {
 
 /** Paths keypool serves itself, whatever the upstream prefixes (a prefix of "/" must not hide them). */
 const OWN_PATHS = ['/healthz', '/readyz', '/metrics', '/admin'];
+/** A client's x-request-id longer than this is cut (it is logged and echoed). */
+const MAX_REQUEST_ID = 128;
+const NO_TRAIL: readonly TrailStep[] = [];
 /** Status logged for a request whose client left before it was answered (nginx's convention). */
 const CLIENT_CLOSED = 499;
 const NO_FIELDS: readonly string[] = [];
@@ -54,6 +60,8 @@ export interface Proxy {
   cutAll(reason: string): number;
   /** Set at shutdown: new requests get 503 (and their connection closed) instead of a key. */
   closing: boolean;
+  /** Told of every proxied request once it is over (metrics, the admin view). */
+  onRequest(fn: RequestListener): void;
 }
 
 export interface UpstreamHandler {
@@ -63,9 +71,10 @@ export interface UpstreamHandler {
 
 export function createProxy(deps: ProxyDeps): Proxy {
   // Longest prefix first, so /v1/anthropic wins over /v1.
+  const listeners: RequestListener[] = [];
   const handlers = [...deps.config.upstreams]
     .sort((a, b) => b.prefix.length - a.prefix.length)
-    .map((u) => upstreamHandler(u, deps));
+    .map((u) => upstreamHandler(u, deps, listeners));
   const active = new Set<Active>();
   return {
     closing: false,
@@ -89,6 +98,9 @@ export function createProxy(deps: ProxyDeps): Proxy {
     get inflight() {
       return active.size;
     },
+    onRequest(fn) {
+      listeners.push(fn);
+    },
     cutAll(reason) {
       const n = active.size;
       for (const a of [...active]) a.cut(reason);
@@ -104,7 +116,7 @@ function under(url: string, prefix: string): boolean {
   return Number.isNaN(next) || next === 0x2f || next === 0x3f;
 }
 
-function upstreamHandler(upstream: Upstream, deps: ProxyDeps): UpstreamHandler {
+function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonly RequestListener[]): UpstreamHandler {
   const runtime = deps.runtimes.get(upstream.name);
   if (!runtime) throw new Error(`no pool for upstream ${upstream.name}`);
   const { config, clock, agent, logger } = deps;
@@ -125,22 +137,40 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps): UpstreamHandler {
     const started = performance.now();
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
-    const log = (status: number, o: RotateOutcome | undefined, extra?: object): void => {
-      logger.info(
-        {
-          method,
-          path: pathOnly(url),
-          upstream: upstream.name,
-          status,
-          attempts: o?.attempts ?? 0,
-          key: o?.key?.key.name,
-          ms: Math.round((performance.now() - started) * 10) / 10,
-          waitMs: o !== undefined && o.waitedMs > 0 ? Math.round(o.waitedMs) : undefined,
-          ...extra,
-        },
-        'request',
-      );
+    const requestId = headerValue(req.headers['x-request-id'])?.slice(0, MAX_REQUEST_ID) ?? randomUUID();
+    let client = 'unknown';
+    let model = '';
+    let stream = false;
+    let deliveredMs = 0;
+    let upstreamRequestId: string | undefined;
+    let usage: Usage | undefined;
+    const log = (status: number, o: RotateOutcome | undefined, extra?: { error?: string; cut?: string }): void => {
+      const record: RequestRecord = {
+        id: requestId,
+        method,
+        path: pathOnly(url),
+        upstream: upstream.name,
+        client,
+        model,
+        stream,
+        status,
+        error: extra?.error,
+        attempts: o?.attempts ?? 0,
+        retries: o?.retries ?? 0,
+        key: o?.key?.key.name,
+        trail: o?.trail ?? NO_TRAIL,
+        cut: extra?.cut,
+        totalMs: performance.now() - started,
+        waitedMs: o?.waitedMs ?? 0,
+        upstreamMs: (o?.upstreamMs ?? 0) + deliveredMs,
+        upstreamRequestId,
+        usage,
+      };
+      if (usage !== undefined && o?.key !== undefined) runtime.pool.countTokens(o.key, usage.input, usage.output);
+      logger.info(logFields(record), 'request');
+      for (const fn of listeners) fn(record);
     };
+    res.setHeader('x-keypool-request-id', requestId);
 
     const read = await readBody(req, bodyLimit);
     if (read === 'too_large') {
@@ -159,6 +189,9 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps): UpstreamHandler {
     const path = upstreamPath(upstream, url);
     const baseHeaders = upstreamRequestHeaders(req.headers);
     const info = requestInfo(body, headerValue(req.headers['content-type']), stickyFields);
+    model = info.demand.model;
+    stream = info.stream;
+    client = headerValue(req.headers[queue.clientHeader]) ?? req.socket.remoteAddress ?? 'unknown';
     const headersTimeoutMs = info.stream ? retry.streamHeadersTimeoutMs : retry.headersTimeoutMs;
 
     const ctl = new AbortController();
@@ -189,7 +222,7 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps): UpstreamHandler {
       deadline: clock.now() + retry.timeoutMs,
       method,
       demand: info.demand,
-      client: headerValue(req.headers[queue.clientHeader]) ?? req.socket.remoteAddress ?? 'unknown',
+      client,
       session: upstream.sticky ? (headerValue(req.headers[upstream.sticky.header]) ?? info.sessionFromBody) : undefined,
       onWait: keepAlive ? () => keepAlive.start() : undefined,
       send: (lease: Lease) => {
@@ -230,6 +263,11 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps): UpstreamHandler {
 
     const { attempt, lease, status } = outcome;
     const events = isEventStream(outcome.headers['content-type']) ? new EventAligner() : undefined;
+    upstreamRequestId = headerValue(outcome.headers['x-request-id']) ?? headerValue(outcome.headers['request-id']);
+    // Usage is read from successful answers only; an error body reports none worth counting.
+    const tap = status < 300 ? new UsageTap() : undefined;
+    const tapChunk = tap === undefined ? undefined : (c: Buffer) => tap.push(c);
+    const deliveryStarted = performance.now();
     // From here on bytes may reach the client: a cut ends an event stream with an error event.
     me.cut = (reason) => {
       abort(new RequestAborted('shutdown'));
@@ -247,14 +285,14 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps): UpstreamHandler {
           keepAlive.fail(JSON.stringify(new KeypoolError('keypool_stream_interrupted', `Upstream answered ${status}.`).toBody()));
           end = { kind: 'complete' };
         } else {
-          end = await attempt.deliver(res, events);
+          end = await attempt.deliver(res, events, tapChunk);
         }
       } else {
         const headers = keypoolHeaders(clientResponseHeaders(outcome.headers), outcome.attempts, lease.state.key.name, outcome.waitedMs);
         res.writeHead(status, headers);
         // A stream's first event may be seconds away; send the head now so the client knows it is on.
         if (outcome.headers['content-length'] === undefined) res.flushHeaders();
-        end = await attempt.deliver(res, events);
+        end = await attempt.deliver(res, events, tapChunk);
       }
     } catch (err) {
       // writeHead refused the upstream's headers (invalid characters): nothing reached the client.
@@ -265,6 +303,8 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps): UpstreamHandler {
     } finally {
       lease.end(status < 300 ? 'successes' : undefined);
       done();
+      deliveredMs = performance.now() - deliveryStarted;
+      usage = tap?.read();
     }
     if (end.kind === 'complete') {
       log(status, outcome);

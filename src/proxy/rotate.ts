@@ -60,12 +60,26 @@ export interface RotateRequest {
   readonly onWait?: () => void;
 }
 
+/** One attempt, as the request's log line and metrics tell it: which key, and why the request left it. */
+export interface TrailStep {
+  readonly key: string;
+  /** What the attempt came to: a status, or a failure phase ('connect', 'sent', 'timeout'...). */
+  readonly result: string;
+  /** What keypool did next: 'deliver', 'rotate', 'retry', 'fail'. */
+  readonly then: string;
+}
+
 interface Tally {
   readonly attempts: number;
+  /** Charged attempts (units of retry.maxRetries spent). */
+  readonly retries: number;
   /** Time spent waiting for a key (the waiting room), in ms. */
   readonly waitedMs: number;
+  /** Time from each attempt's send to its answer's head (or failure), summed, in ms. */
+  readonly upstreamMs: number;
   /** The key of the last attempt, if any. */
   readonly key: KeyState | undefined;
+  readonly trail: readonly TrailStep[];
 }
 
 type OutcomeBody =
@@ -109,6 +123,8 @@ class AttemptLoop {
   #waited = 0;
   #last: Failure | undefined;
   #key: KeyState | undefined;
+  #upstreamMs = 0;
+  readonly #trail: TrailStep[] = [];
 
   constructor(deps: RotateDeps, req: RotateRequest) {
     this.#deps = deps;
@@ -245,8 +261,10 @@ class AttemptLoop {
     const { pool, clock } = this.#deps;
     this.#attempts++;
     this.#key = lease.state;
+    const sent = performance.now();
     const attempt = this.#req.send(lease);
     const head = await attempt.head;
+    this.#upstreamMs += performance.now() - sent;
     if (this.#req.signal.aborted) {
       attempt.cancel(new Error('request over'));
       lease.end(undefined);
@@ -287,6 +305,11 @@ class AttemptLoop {
   async #carryOut(lease: Lease, attempt: Attempt, head: AttemptHead, d: Decision, bodyText: string | undefined, applied: Penalty | undefined): Promise<Next> {
     const { pool } = this.#deps;
     const state = lease.state;
+    this.#trail.push({
+      key: state.key.name,
+      result: head.kind === 'head' ? String(head.status) : head.timedOut ? 'headers_timeout' : head.phase,
+      then: d.kind === 'fail' ? d.why : d.kind,
+    });
     if (d.kind === 'read-body') throw new Error('policy asked for a body twice'); // a keypool bug
     if (head.kind === 'failed') {
       lease.end(undefined);
@@ -375,7 +398,7 @@ class AttemptLoop {
   }
 
   #outcome(o: OutcomeBody): RotateOutcome {
-    return { ...o, attempts: this.#attempts, waitedMs: this.#waited, key: this.#key };
+    return { ...o, attempts: this.#attempts, retries: this.#retries, waitedMs: this.#waited, upstreamMs: this.#upstreamMs, key: this.#key, trail: this.#trail };
   }
 
   #stopped(): RotateOutcome {

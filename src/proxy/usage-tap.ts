@@ -1,0 +1,52 @@
+// Tokens an answer used, read from the `usage` the upstream put in it, without buffering the answer:
+// the first bytes (Anthropic's streams report input tokens in their first event) and the last bytes
+// (OpenAI's usage ends its JSON, or its last stream chunk; Anthropic's message_delta carries the output
+// count) are kept as the body passes, and read once at its end. Bounded memory per request.
+
+/** Bytes kept from the start and from the end of an answer. */
+const HEAD_BYTES = 4 * 1024;
+const TAIL_BYTES = 8 * 1024;
+
+export interface Usage {
+  readonly input: number;
+  readonly output: number;
+}
+
+const INPUT = /"(?:prompt_tokens|input_tokens)"\s*:\s*(\d{1,12})/g;
+const OUTPUT = /"(?:completion_tokens|output_tokens)"\s*:\s*(\d{1,12})/g;
+
+export class UsageTap {
+  #head: Buffer[] = [];
+  #headSize = 0;
+  #tail: Buffer[] = [];
+  #tailSize = 0;
+
+  push(chunk: Buffer): void {
+    if (this.#headSize < HEAD_BYTES) {
+      const part = chunk.subarray(0, HEAD_BYTES - this.#headSize);
+      this.#head.push(part);
+      this.#headSize += part.length;
+    }
+    this.#tail.push(chunk);
+    this.#tailSize += chunk.length;
+    // Drop whole chunks from the front while the rest still covers the tail.
+    while (this.#tail.length > 1 && this.#tailSize - this.#tail[0]!.length >= TAIL_BYTES) this.#tailSize -= this.#tail.shift()!.length;
+  }
+
+  /** The usage the answer reported, if any: the largest input count seen, the last output count. */
+  read(): Usage | undefined {
+    const tailBuf = Buffer.concat(this.#tail);
+    const text = Buffer.concat(this.#head).toString('latin1') + '\n' + tailBuf.subarray(Math.max(0, tailBuf.length - TAIL_BYTES)).toString('latin1');
+    return usageIn(text);
+  }
+}
+
+/** Finds usage counts in text (a JSON answer, or SSE events); undefined when there are none. */
+export function usageIn(text: string): Usage | undefined {
+  let input: number | undefined;
+  let output: number | undefined;
+  for (const m of text.matchAll(INPUT)) input = Math.max(input ?? 0, Number(m[1]));
+  for (const m of text.matchAll(OUTPUT)) output = Number(m[1]);
+  if (input === undefined && output === undefined) return undefined;
+  return { input: input ?? 0, output: output ?? 0 };
+}
