@@ -130,7 +130,7 @@ function toKeypoolError(err: FastifyError): KeypoolError {
 function logPoolEvent(logger: Logger, event: PoolEvent, now: number): void {
   switch (event.type) {
     case 'disabled':
-      logger.warn({ upstream: event.upstream, key: event.key, reason: event.reason, disabledMs: Math.max(0, event.until - now) }, 'key disabled');
+      logger.warn({ upstream: event.upstream, key: event.key, reason: event.reason, until: new Date(event.until).toISOString() }, 'key disabled');
       break;
     case 'cooldown':
       if (event.extended) {

@@ -190,7 +190,10 @@ describe('what each failure does to the key', () => {
     const disabledLines = proxy.logs.filter((l) => l.includes('key disabled'));
     expect(disabledLines).toHaveLength(2);
     expect(disabledLines.join()).toContain('"key":"openai-1"');
-    expect(disabledLines.join()).toContain('"disabledMs":86400000');
+    // Disabled for cooldown.disabledMs (24 h), not for good.
+    const until = Date.parse(String(JSON.parse(disabledLines[0]!).until));
+    expect(until - Date.now()).toBeGreaterThan(86_300_000);
+    expect(until - Date.now()).toBeLessThanOrEqual(86_400_000);
   });
 
   it('a 403 or 404 refusing the model skips that key for that model only; when every key refuses, the client gets the upstream\'s answer and no key is disabled', async () => {
