@@ -87,6 +87,18 @@ describe('recording', () => {
     expect(u.copies).toBe(3);
   });
 
+  it('afterBody decides on the whole body; a script that throws resets that connection and is kept for the test', async () => {
+    const u = await upstream(() => act.afterBody((r) => (r.body.includes('gpt-x') ? act.json(404, { no: true }) : act.json(200, { ok: true }))));
+    expect((await send(client(u.url), { body: '{"model":"gpt-x"}' })).status).toBe(404);
+    expect((await send(client(u.url))).status).toBe(200);
+    expect(u.requests.map((r) => r.action)).toEqual(['respond', 'respond']);
+    u.setScript(() => {
+      throw new Error('script bug');
+    });
+    expect((await send(client(u.url))).error?.code).toBe('ECONNRESET');
+    expect(u.scriptErrors).toHaveLength(1);
+  });
+
   it('reads a chunked request body to its end', async () => {
     const u = await upstream(always(act.json(200, {})));
     const c = client(u.url);
