@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { Client } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RequestReader, type ReadEvent } from './http-request-reader.js';
-import { act, closedPortUrl, OVERSIZED_HEADER_BYTES, startFaultUpstream, type FaultAction, type FaultUpstream, type FaultUpstreamOptions, type Script } from './fault-upstream.js';
+import { act, BODY_RECORD_LIMIT, closedPortUrl, OVERSIZED_HEADER_BYTES, startFaultUpstream, type FaultAction, type FaultUpstream, type FaultUpstreamOptions, type Script } from './fault-upstream.js';
 import { waitFor } from './wait.js';
 
 const closers: (() => Promise<unknown>)[] = [];
@@ -97,6 +97,14 @@ describe('recording', () => {
     });
     expect((await send(client(u.url))).error?.code).toBe('ECONNRESET');
     expect(u.scriptErrors).toHaveLength(1);
+  });
+
+  it('keeps at most BODY_RECORD_LIMIT bytes of a body but counts all of it', async () => {
+    const u = await upstream(always(act.json(200, {})));
+    const body = Buffer.alloc(BODY_RECORD_LIMIT + 1024 * 1024, 0x62);
+    expect((await send(client(u.url), { body })).status).toBe(200);
+    expect(u.requests[0]).toMatchObject({ bodyBytes: body.length, complete: true });
+    expect(u.requests[0]!.body.length).toBe(BODY_RECORD_LIMIT);
   });
 
   it('reads a chunked request body to its end', async () => {
@@ -201,14 +209,15 @@ describe('actions, as undici sees them', () => {
     const got = await send(client(u.url, { headersTimeout: 100 }));
     expect(got).toMatchObject({ error: { code: 'UND_ERR_HEADERS_TIMEOUT' }, inBody: false });
     expect(u.copies).toBe(1);
-    // A stall whose client stays is ended by close().
-    const raw = connect(Number(new URL(u.url).port), '127.0.0.1');
+    // A stall whose client stays (and would keep a half-closed socket open) is ended by close().
+    const raw = connect({ port: Number(new URL(u.url).port), host: '127.0.0.1', allowHalfOpen: true });
     raw.on('error', () => {});
     raw.write(`POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}`);
     await waitFor(() => u.requests.length === 2);
-    const closed = new Promise((r) => raw.once('close', r));
+    const ended = new Promise((r) => raw.once('end', r));
     await u.close();
-    await closed;
+    await ended;
+    raw.destroy();
     expect(u.openSockets).toBe(0);
     expect(u.requests.every((r) => r.socketClosed)).toBe(true);
   });
