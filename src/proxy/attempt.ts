@@ -40,6 +40,19 @@ export interface AttemptRequest {
 
 const NO_CHUNKS: Buffer[] = [];
 
+/**
+ * A body up to this size goes out in one write; a larger one in slices of it. undici reports a Buffer
+ * body "sent" as soon as it is handed to the socket, even when most of it still waits in buffers: a
+ * reset then looks like "the upstream had it all" and a POST would not be retried although it safely
+ * could. Sliced, undici writes with backpressure and says "sent" only after the last slice left. Small
+ * bodies fit the socket's buffers either way.
+ */
+const WHOLE_WRITE_BYTES = 64 * 1024;
+
+function* slices(body: Buffer): Generator<Buffer> {
+  for (let i = 0; i < body.length; i += WHOLE_WRITE_BYTES) yield body.subarray(i, i + WHOLE_WRITE_BYTES);
+}
+
 /** Marks an error as ours (cancel) rather than the upstream's. */
 class Cancelled extends Error {}
 
@@ -68,13 +81,16 @@ export class Attempt {
 
   constructor(dispatcher: Dispatcher, req: AttemptRequest) {
     this.head = new Promise((resolve) => (this.#settleHead = resolve));
+    const large = req.body !== undefined && req.body.length > WHOLE_WRITE_BYTES;
+    if (large) req.headers['content-length'] = String(req.body!.length);
     dispatcher.dispatch(
       {
         origin: req.origin,
         path: req.path,
         method: req.method,
         headers: req.headers,
-        body: req.body,
+        // undici takes any iterable body (documented for request(); dispatch's type omits it).
+        body: large ? (slices(req.body!) as unknown as Buffer) : req.body,
         headersTimeout: req.headersTimeoutMs,
         bodyTimeout: req.idleTimeoutMs,
       },

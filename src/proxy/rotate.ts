@@ -26,6 +26,9 @@ export class RequestAborted extends Error {
   }
 }
 
+/** Keys asked about a refusal nobody can explain before the client gets it (the first, and one more). */
+const UNEXPLAINED_OPINIONS = 2;
+
 /** Largest part of an error body keypool reads to decide (e.g. find `insufficient_quota`). */
 export const SNIPPET_LIMIT = 64 * 1024;
 /** How long keypool waits for an error body before deciding on status and headers alone. */
@@ -124,6 +127,8 @@ class AttemptLoop {
   #last: Failure | undefined;
   #key: KeyState | undefined;
   #upstreamMs = 0;
+  /** Refusals no rule explains, so far (see UNEXPLAINED_OPINIONS). */
+  #unexplained = 0;
   readonly #trail: TrailStep[] = [];
 
   constructor(deps: RotateDeps, req: RotateRequest) {
@@ -348,7 +353,11 @@ class AttemptLoop {
           this.#last = { kind: d.cause === 'auth' ? 'auth' : 'limit', status: head.status, body: bodyText };
         }
         lease.end(usageOf(d.penalty));
-        // An answer no key did better on: once every key has given it, the client gets it, not a retry.
+        // An answer no key did better on: once every key has given it, the client gets it, not a retry. A
+        // refusal nobody can explain (a WAF page, a permission the key may lack) gets one second opinion
+        // from another key; if that one says the same, it is the request's, and walking on would only
+        // multiply it.
+        if (d.cause === 'answer' && d.penalty.kind === 'none' && ++this.#unexplained >= UNEXPLAINED_OPINIONS) return this.#stop(this.#giveUp());
         if (d.cause === 'answer' && this.#untriedLeft() === false) return this.#stop(this.#giveUp());
         return { kind: 'again', charge: false };
       case 'retry':
