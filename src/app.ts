@@ -8,6 +8,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/load.js';
 import { KeypoolError } from './errors.js';
 import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
+import { ClientGate } from './clients/client-gate.js';
 import { createProxy, type Proxy, type UpstreamRuntime } from './proxy/proxy-handler.js';
 import { createUpstreamAgent } from './proxy/upstream-agent.js';
 import { WaitingRoom } from './keys/waiting-room.js';
@@ -69,7 +70,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     runtimes.set(u.name, { pool, room: new WaitingRoom(pool, clock, config.queue.maxSize) });
   }
   const agent = createUpstreamAgent({ connectTimeoutMs: config.retry.connectTimeoutMs });
-  const proxy = createProxy({ config, runtimes, agent, clock, random, logger });
+  const gate = config.clients === undefined ? undefined : new ClientGate(config.clients);
+  const proxy = createProxy({ config, runtimes, agent, clock, random, logger, gate });
 
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type the default one.

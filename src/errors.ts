@@ -21,6 +21,21 @@ export const ERRORS = {
     type: 'invalid_request_error',
     summary: 'The request body is larger than `server.bodyLimitBytes`.',
   },
+  keypool_unauthorized: {
+    status: 401,
+    type: 'invalid_request_error',
+    summary: 'Clients are configured and the request carried no known token (`Authorization: Bearer <token>` or `x-api-key`). Carries `x-should-retry: false`.',
+  },
+  keypool_client_forbidden: {
+    status: 403,
+    type: 'invalid_request_error',
+    summary: 'The client may not use this upstream or model (`clients[].upstreams`, `clients[].models`). Carries `x-should-retry: false`.',
+  },
+  keypool_client_limit: {
+    status: 429,
+    type: 'rate_limit_error',
+    summary: 'The client is at its own limit (`clients[].maxConcurrent` or `clients[].rpm`); `Retry-After` says when it may send again.',
+  },
   keypool_route_not_found: {
     status: 404,
     type: 'invalid_request_error',

@@ -13,9 +13,26 @@ export interface ServeOptions {
   readonly host: string;
 }
 
+/** Exit code when keypool refuses to start as configured. */
+const EXIT_REFUSED = 2;
+
+/** Whether a listen address only takes connections from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\./.test(h);
+}
+
 /** Runs until a signal stops it; resolves with the exit code. */
 export async function serve(o: ServeOptions): Promise<number> {
   const { config } = o;
+  if (!isLoopbackHost(o.host) && config.clients === undefined && !config.server.allowUnauthenticated) {
+    process.stderr.write(
+      `keypool: refusing to listen on ${o.host} without client tokens: anyone who reaches the port could spend the pool's keys.\n` +
+        '  Add clients (clients: [{ name: agents, token: ${KEYPOOL_CLIENT_TOKEN} }]), or set server.allowUnauthenticated: true\n' +
+        '  if something in front of keypool already authenticates callers.\n',
+    );
+    return EXIT_REFUSED;
+  }
   const logger = createLogger(config.log.level);
   for (const w of o.warnings) logger.warn(w);
   // Loaded only when configured: ioredis alone adds megabytes to every process that never uses it.

@@ -6,6 +6,9 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_KEY_OPTIONS, Key, type KeyOptions } from '../keys/key.js';
+import { resolveAdmin, resolveClients } from './clients.js';
+import type { Client } from '../clients/client.js';
+import type { Token } from '../clients/token.js';
 import { lookup, prepareDocument, type Env } from './environment.js';
 import { formatPath, showName } from './field-path.js';
 import { configSchema, type ParsedConfig, type UpstreamInput } from './schema.js';
@@ -25,7 +28,12 @@ export interface Upstream {
   readonly keys: readonly Key[];
 }
 
-export type Config = Readonly<Omit<ParsedConfig, 'upstreams'>> & { readonly upstreams: readonly Upstream[] };
+export type Config = Readonly<Omit<ParsedConfig, 'upstreams' | 'clients' | 'admin'>> & {
+  readonly upstreams: readonly Upstream[];
+  /** Undefined: no client tokens, the proxy routes take any request. */
+  readonly clients: readonly Client[] | undefined;
+  readonly admin: { readonly token: Token | undefined };
+};
 
 export interface LoadResult {
   config: Config;
@@ -83,9 +91,11 @@ export function loadConfigObject(raw: unknown, env: Env = process.env): LoadResu
     if (seen !== undefined) problems.push(`upstreams[${i}].prefix: ${u.prefix} is already used by upstreams[${seen}]`);
     prefixes.set(u.prefix, i);
   });
+  const clients = parsed.data.clients === undefined ? undefined : resolveClients(parsed.data.clients, new Set(upstreams.map((u) => u.name)), problems);
+  const admin = resolveAdmin(parsed.data.admin, problems);
   if (problems.length > 0) throw new ConfigError(problems.join('\n'), problems);
 
-  const config: Config = { ...parsed.data, upstreams };
+  const config: Config = { ...parsed.data, upstreams, clients, admin };
   return { config: deepFreeze(config), warnings };
 }
 
@@ -219,7 +229,9 @@ function splitKeys(list: string): string[] {
 }
 
 function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !(value instanceof Key) && !Object.isFrozen(value)) {
+  // Keys and tokens guard their own secrets; regexps and sets are not plain data.
+  const opaque = value instanceof Key || value instanceof RegExp || value instanceof Set || (value as { digest?: unknown } | null)?.digest !== undefined;
+  if (value !== null && typeof value === 'object' && !opaque && !Object.isFrozen(value)) {
     for (const v of Object.values(value)) deepFreeze(v);
     Object.freeze(value);
   }

@@ -109,6 +109,24 @@ const upstreamSchema = z.strictObject({
   keysFromFile: z.string().min(1).optional(),
 });
 
+/** A client allowed to use the proxy routes (see src/clients/). */
+const clientSchema = z.strictObject({
+  /** The client's identity for fairness, logs and metrics. */
+  name: z.string().min(1).regex(/^[A-Za-z0-9._:@-]+$/, 'use letters, digits, . _ : @ -'),
+  /** Its token (use `${VAR}`); or `tokenFile`. At least 16 characters. */
+  token: z.string().optional(),
+  /** File holding the token (e.g. /run/secrets/agent-a); surrounding white space is ignored. */
+  tokenFile: z.string().min(1).optional(),
+  /** Requests in flight at once; more get 429 keypool_client_limit. Absent: no limit. */
+  maxConcurrent: num(number().int().positive()).optional(),
+  /** Requests per minute (fixed window); more get 429 keypool_client_limit. Absent: no limit. */
+  rpm: num(number().int().positive()).optional(),
+  /** Upstream names it may use. Absent: all. */
+  upstreams: z.array(z.string().min(1)).optional(),
+  /** Models it may ask for, as globs (`gpt-4o*`). Absent: any. */
+  models: z.array(z.string().min(1)).optional(),
+});
+
 export const configSchema = z.strictObject({
   server: z
     .strictObject({
@@ -123,6 +141,21 @@ export const configSchema = z.strictObject({
        * then gets a final error event). @default 10000
        */
       shutdownGraceMs: num(number().int().min(0)).default(10_000),
+      /**
+       * Listen on a non-loopback host with no `clients` configured. Off, keypool refuses to start that way:
+       * anyone who can reach the port could spend the pool's keys. @default false
+       */
+      allowUnauthenticated: bool(boolean()).default(false),
+    })
+    .prefault({}),
+  /** Named client tokens. Absent: the proxy routes take any request (fine on loopback). */
+  clients: z.array(clientSchema).min(1, 'list at least one client, or leave clients out').optional(),
+  admin: z
+    .strictObject({
+      /** Token for /admin and /metrics (use `${VAR}`). Absent (and no tokenFile): they answer loopback clients only. */
+      token: z.string().optional(),
+      /** File holding that token. */
+      tokenFile: z.string().min(1).optional(),
     })
     .prefault({}),
   log: z

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
+import type { ClientGate } from '../clients/client-gate.js';
 import type { Clock } from '../clock.js';
 import type { Config, Upstream } from '../config/load.js';
 import { KeypoolError } from '../errors.js';
@@ -33,6 +34,8 @@ export interface ProxyDeps {
   readonly clock: Clock;
   readonly random: () => number;
   readonly logger: Logger;
+  /** Client tokens, limits and allow-lists; undefined when no clients are configured. */
+  readonly gate: ClientGate | undefined;
 }
 
 /** Paths keypool serves itself, whatever the upstream prefixes (a prefix of "/" must not hide them). */
@@ -119,7 +122,7 @@ function under(url: string, prefix: string): boolean {
 function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonly RequestListener[]): UpstreamHandler {
   const runtime = deps.runtimes.get(upstream.name);
   if (!runtime) throw new Error(`no pool for upstream ${upstream.name}`);
-  const { config, clock, agent, logger } = deps;
+  const { config, clock, agent, logger, gate } = deps;
   const { retry, cooldown, queue } = config;
   const rotateDeps: RotateDeps = {
     pool: runtime.pool,
@@ -134,6 +137,15 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonl
   const bodyLimit = config.server.bodyLimitBytes;
 
   const run = async (req: IncomingMessage, res: ServerResponse, active: Set<Active>): Promise<void> => {
+    const admitted: { release: (() => void) | undefined } = { release: undefined };
+    try {
+      await serve(req, res, active, admitted);
+    } finally {
+      // A client's in-flight count is held until its request is over, however it ends.
+      admitted.release?.();
+    }
+  };
+  const serve = async (req: IncomingMessage, res: ServerResponse, active: Set<Active>, admitted: { release: (() => void) | undefined }): Promise<void> => {
     const started = performance.now();
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
@@ -172,6 +184,16 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonl
     };
     res.setHeader('x-keypool-request-id', requestId);
 
+    // With clients configured, nothing of a request without a known token is read or sent anywhere.
+    const known = gate?.identify(req.headers);
+    if (gate !== undefined && known === undefined) {
+      const error = gate.unauthorized();
+      res.setHeader('connection', 'close');
+      req.resume();
+      sendError(res, error, 0);
+      log(error.status, undefined, { error: error.code });
+      return;
+    }
     const read = await readBody(req, bodyLimit);
     if (read === 'too_large') {
       const error = new KeypoolError('keypool_body_too_large', 'Request body is larger than server.bodyLimitBytes.');
@@ -191,7 +213,14 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonl
     const info = requestInfo(body, headerValue(req.headers['content-type']), stickyFields);
     model = info.demand.model;
     stream = info.stream;
-    client = headerValue(req.headers[queue.clientHeader]) ?? req.socket.remoteAddress ?? 'unknown';
+    client = known?.name ?? headerValue(req.headers[queue.clientHeader]) ?? req.socket.remoteAddress ?? 'unknown';
+    const admission = known === undefined || gate === undefined ? undefined : gate.admit(known, upstream.name, model, clock.now());
+    if (admission !== undefined && !admission.ok) {
+      sendError(res, admission.error, 0);
+      log(admission.error.status, undefined, { error: admission.error.code });
+      return;
+    }
+    if (admission !== undefined) admitted.release = admission.release;
     const headersTimeoutMs = info.stream ? retry.streamHeadersTimeoutMs : retry.headersTimeoutMs;
 
     const ctl = new AbortController();

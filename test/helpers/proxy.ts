@@ -34,6 +34,8 @@ export interface TestProxyOptions {
   random?: () => number;
   /** Shared state, for replicas in one process. */
   store?: StateStore;
+  /** Client tokens (config `clients`). */
+  clients?: unknown[];
 }
 
 export async function startProxy(o: TestProxyOptions): Promise<TestProxy> {
@@ -45,6 +47,7 @@ export async function startProxy(o: TestProxyOptions): Promise<TestProxy> {
       retry: o.retry ?? {},
       cooldown: o.cooldown ?? {},
       queue: o.queue ?? {},
+      ...(o.clients === undefined ? {} : { clients: o.clients }),
     },
     {},
   );

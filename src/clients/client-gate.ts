@@ -1,0 +1,79 @@
+// The door of the proxy routes when clients are configured: a request must carry a known token, may
+// only use the upstreams and models its client is allowed, and stays within its client's concurrency
+// and per-minute limits. Answers are OpenAI-shaped errors and never reach an upstream. Pure apart from
+// the counts it keeps; `now` comes in.
+import { KeypoolError } from '../errors.js';
+import { WINDOW_MS, windowFullUntil, countWindow, type Window } from '../keys/windows.js';
+import { allows, type Client } from './client.js';
+import { digestOf, presentedToken } from './token.js';
+
+export type Admission = { readonly ok: true; readonly client: Client; readonly release: () => void } | { readonly ok: false; readonly error: KeypoolError };
+
+interface Counts {
+  inflight: number;
+  readonly minute: Window;
+}
+
+const UNAUTHORIZED_HEADERS = Object.freeze({ 'www-authenticate': 'Bearer realm="keypool"', 'x-should-retry': 'false' });
+
+export class ClientGate {
+  readonly #byDigest: ReadonlyMap<string, Client>;
+  readonly #counts = new Map<string, Counts>();
+
+  constructor(clients: readonly Client[]) {
+    this.#byDigest = new Map(clients.map((c) => [c.token.digest, c] as const));
+    for (const c of clients) this.#counts.set(c.name, { inflight: 0, minute: { start: 0, count: 0 } });
+  }
+
+  /** Who is asking, from the token they sent; undefined when it is missing or unknown. */
+  identify(headers: Readonly<Record<string, string | string[] | undefined>>): Client | undefined {
+    const token = presentedToken(headers);
+    return token === undefined ? undefined : this.#byDigest.get(digestOf(token));
+  }
+
+  /** The 401 for a request without a known token. */
+  unauthorized(): KeypoolError {
+    return new KeypoolError('keypool_unauthorized', 'Missing or unknown client token: send it as "Authorization: Bearer <token>" (or x-api-key).', {
+      headers: UNAUTHORIZED_HEADERS,
+    });
+  }
+
+  /** Checks the client's allow-lists and limits; on success the request counts until `release` is called. */
+  admit(c: Client, upstream: string, model: string, now: number): Admission {
+    const allowed = allows(c, upstream, model);
+    if (allowed !== 'ok') {
+      const what = allowed === 'upstream' ? `upstream ${upstream}` : `model ${model === '' ? '(none named)' : model}`;
+      return { ok: false, error: new KeypoolError('keypool_client_forbidden', `Client ${c.name} may not use ${what}.`, { headers: { 'x-should-retry': 'false' } }) };
+    }
+    const counts = this.#counts.get(c.name)!;
+    if (c.maxConcurrent !== undefined && counts.inflight >= c.maxConcurrent) {
+      return { ok: false, error: limited(c, `${c.maxConcurrent} requests in flight (clients[].maxConcurrent)`, 1_000) };
+    }
+    const full = windowFullUntil(counts.minute, c.rpm, 1, now);
+    if (full > now) return { ok: false, error: limited(c, `${c.rpm} requests per minute (clients[].rpm)`, full - now) };
+    countWindow(counts.minute, 1, now);
+    counts.inflight++;
+    let released = false;
+    return {
+      ok: true,
+      client: c,
+      release: () => {
+        if (released) return;
+        released = true;
+        counts.inflight--;
+      },
+    };
+  }
+
+  /** Requests in flight per client (admin view). */
+  inflight(name: string): number {
+    return this.#counts.get(name)?.inflight ?? 0;
+  }
+}
+
+function limited(c: Client, what: string, waitMs: number): KeypoolError {
+  const ms = Math.max(1, Math.ceil(Math.min(waitMs, WINDOW_MS)));
+  return new KeypoolError('keypool_client_limit', `Client ${c.name} is at its limit of ${what}.`, {
+    headers: { 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))), 'retry-after-ms': String(ms) },
+  });
+}
