@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { CHAT_BODY, CHAT_PATH, jsonHeaders, keyNames } from './lib/common.mjs';
 import { runLoad } from './lib/load.mjs';
 import { machineInfo } from './lib/machine.mjs';
-import { foreignCpuMeter, stopAll } from './lib/procs.mjs';
+import { cpuSplitMicros, foreignCpuMeter, stopAll } from './lib/procs.mjs';
 import { summarize } from './lib/profile-summary.mjs';
 import { fmt } from './lib/stats.mjs';
 import { assertBuilt, ROOT, startFloor, startKeypool, startUpstream } from './lib/targets.mjs';
@@ -36,7 +36,7 @@ async function main() {
   writeFileSync(keysFile, keys.join('\n') + '\n', { mode: 0o600 });
   const startedAt = new Date();
   const up = await startUpstream({ latencyMs: 0 });
-  /** @type {{ name: string, rps: number, cpuPerReq: number, foreign: number, summary: ReturnType<typeof summarize> }[]} */
+  /** @type {{ name: string, rps: number, cpuPerReq: number, userPerReq: number, sysPerReq: number, foreign: number, summary: ReturnType<typeof summarize> }[]} */
   const results = [];
   try {
     for (const name of ['keypool', 'floor']) {
@@ -50,14 +50,16 @@ async function main() {
       const foreign = foreignCpuMeter();
       // V8's profile clock is the monotonic clock process.hrtime reads, in µs: the window is comparable.
       const fromUs = Number(process.hrtime.bigint() / 1000n);
+      const split0 = cpuSplitMicros(proc.pid);
       const r = await load(LOAD_S);
+      const split1 = cpuSplitMicros(proc.pid);
       const toUs = Number(process.hrtime.bigint() / 1000n);
       const f = foreign();
       log(`profile: ${name} ${fmt(r.rps)} req/s, ${fmt(r.cpuUs / r.completed, 1)} µs CPU/req, other processes ${fmt(f, 2)} cores`);
       await proc.stop(); // SIGTERM: the process exits normally and --cpu-prof writes its profile
       const file = readdirSync(dir).find((f) => f.startsWith(proc.name) && f.endsWith('.cpuprofile'));
       if (!file) throw new Error(`${proc.name}: no .cpuprofile written in ${dir}`);
-      results.push({ name, rps: r.rps, cpuPerReq: r.cpuUs / r.completed, foreign: f, summary: summarize(JSON.parse(readFileSync(join(dir, file), 'utf8')), ROOT, { fromUs, toUs }) });
+      results.push({ name, rps: r.rps, cpuPerReq: r.cpuUs / r.completed, userPerReq: (split1.user - split0.user) / r.completed, sysPerReq: (split1.sys - split0.sys) / r.completed, foreign: f, summary: summarize(JSON.parse(readFileSync(join(dir, file), 'utf8')), ROOT, { fromUs, toUs }) });
     }
   } finally {
     await stopAll();
@@ -78,7 +80,8 @@ async function main() {
     `- date: ${startedAt.toISOString()}; keypool ${m.revision}; node ${m.node}, nproc ${m.nproc}, ${m.cpu}`,
     `- load: ${CONNECTIONS} connections, 0 ms fake upstream, POST ${CHAT_PATH}, ${WARM_S} s warm-up then ${LOAD_S} s measured, each process alone (keypool first, then the floor); only samples taken during the measured ${LOAD_S} s count (no start-up, warm-up or shutdown)`,
     `- keypool: ${fmt(kp.rps)} req/s, ${fmt(kp.cpuPerReq, 1)} µs CPU per request (/proc); floor: ${fmt(fl.rps)} req/s, ${fmt(fl.cpuPerReq, 1)} µs; other processes on the machine: ${fmt(kp.foreign, 2)} / ${fmt(fl.foreign, 2)} cores`,
-    `- method: \`node --cpu-prof\` (V8 sampling profiler); self time summed per function and per group of its source (URL); "µs/req" spreads the process's /proc CPU per request over the groups by their share of busy samples (idle excluded). Sampling adds some overhead of its own, alike for both.`,
+    `- user / system (kernel) CPU per request from /proc: keypool ${fmt(kp.userPerReq, 1)} / ${fmt(kp.sysPerReq, 1)} µs, floor ${fmt(fl.userPerReq, 1)} / ${fmt(fl.sysPerReq, 1)} µs. Both make the same system calls per request (one read and one writev on each side, checked with strace), so the difference is mostly user time: JavaScript.`,
+    `- method: \`node --cpu-prof\` (V8 sampling profiler); self time summed per function and per group of its source (URL); "µs/req" spreads the process's /proc CPU per request over the groups by their share of busy samples (idle excluded). Sampling adds some overhead of its own, alike for both. The sampler takes wall-clock samples, so time a process spends preempted inside a system call (writev, on a loaded machine) counts as that call's: read the socket I/O row against the /proc user/system split above.`,
     '',
     '## By group',
     '',

@@ -81,6 +81,8 @@ export async function throughput(ctx) {
       ),
       `| **median** | ${names.map((n) => fmt(rps(n))).join(' | ')} | ${proxies.map((n) => fmt(cpuOf(n), 1)).join(' | ')} | **${fmt(cpuRatio, 3)}** | **${fmt(rateRatio, 3)}** | |`,
       '',
+      `Of that, system (kernel) time per request, median: ${proxies.map((n) => `${n} ${fmt(median(kept(n).map((x) => x.sysUs / x.completed)), 1)} µs`).join(', ')}; the rest is user time (JavaScript, V8, libuv).`,
+      '',
       `CPU µs/req = the proxy process's utime + stime (\`/proc/<pid>/stat\`) over the round ÷ responses served; ratios are per round, then the median. The proxies are saturated here, so this is their cost per request at full load.`,
     ].join('\n');
 
