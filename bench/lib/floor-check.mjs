@@ -4,7 +4,8 @@
 // scripted upstream in this process (so it can see what arrives and when a request is cancelled):
 // a plain request (key injected round-robin, body byte-exact, client credential and hop-by-hop
 // headers gone, the answer byte-exact with its Content-Length), a streamed one (head before the
-// first chunk, chunks not coalesced), a 429 passed through with its Retry-After and body, and a
+// first chunk, chunks not coalesced; both decided by lock-step, not by timing, so a loaded machine
+// cannot fail them), a 429 passed through with its Retry-After and body, and a
 // client that leaves mid-stream (the upstream request is cancelled).
 import { once } from 'node:events';
 import { Agent, createServer, request } from 'node:http';
@@ -13,8 +14,9 @@ import { Client } from 'undici';
 import { startFloor } from './targets.mjs';
 
 const CHUNKS = 3;
-const CHUNK_GAP_MS = 40;
-const CANCEL_WAIT_MS = 2_000;
+/** How long the check waits for a head or a chunk that a correct floor passes on at once. */
+const STEP_TIMEOUT_MS = 5_000;
+const CANCEL_WAIT_MS = 5_000;
 const PLAIN = JSON.stringify({ id: 'check', choices: [{ message: { content: 'ok' } }] });
 const LIMITED = JSON.stringify({ error: { message: 'slow down', type: 'requests', code: 'rate_limit_exceeded' } });
 
@@ -26,6 +28,8 @@ async function scriptedUpstream() {
   /** @type {{ auth: string | undefined, headers: import('node:http').IncomingHttpHeaders, body: Buffer }[]} */
   const seen = [];
   let hangClosed = false;
+  /** @type {import('node:http').ServerResponse | undefined} */
+  let stream;
   const server = createServer((req, res) => {
     /** @type {Buffer[]} */
     const chunks = [];
@@ -37,16 +41,11 @@ async function scriptedUpstream() {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(PLAIN), 'keep-alive': 'timeout=5', 'x-upstream': 'yes' });
         res.end(PLAIN);
       } else if (auth === 'Bearer k-stream') {
+        // Lock-step: the head goes now; each chunk only when the check asks for it, after it has
+        // read the previous one. A floor that holds the head or gathers chunks stalls the check.
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
         res.flushHeaders();
-        let i = 0;
-        const tick = setInterval(() => {
-          res.write(`data: {"n":${i}}\n\n`);
-          if (++i === CHUNKS) {
-            clearInterval(tick);
-            res.end('data: [DONE]\n\n');
-          }
-        }, CHUNK_GAP_MS);
+        stream = res;
       } else if (auth === 'Bearer k-429') {
         res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '7', 'content-length': Buffer.byteLength(LIMITED) });
         res.end(LIMITED);
@@ -68,6 +67,9 @@ async function scriptedUpstream() {
     url: `http://127.0.0.1:${addr.port}`,
     seen,
     hangClosed: () => hangClosed,
+    /** @param {string} text */
+    streamWrite: (text) => stream?.write(text),
+    streamEnd: () => stream?.end('data: [DONE]\n\n'),
     close: () => {
       server.closeAllConnections();
       server.close();
@@ -105,7 +107,7 @@ export async function checkFloor(log) {
   const up = await scriptedUpstream();
   // Request i gets key i: plain, plain, stream, 429, hang.
   const floor = await startFloor({ origin: up.url, keys: ['k-plain-0', 'k-plain-1', 'k-stream', 'k-429', 'k-hang'], name: 'floor-check' });
-  const client = new Client(floor.url, { headersTimeout: 5_000, bodyTimeout: 5_000 });
+  const client = new Client(floor.url, { headersTimeout: STEP_TIMEOUT_MS, bodyTimeout: STEP_TIMEOUT_MS });
   /** @type {string[]} */
   const failed = [];
   const expect = (/** @type {boolean} */ ok, /** @type {string} */ what) => {
@@ -128,19 +130,38 @@ export async function checkFloor(log) {
       expect(got?.headers['x-keep'] === 'keep me' && got?.headers['x-hop'] === undefined, `plain ${i}: end-to-end header kept, Connection-listed one dropped`);
     }
 
-    const t0 = performance.now();
-    const s = await client.request({ path: '/v1/chat/completions', method: 'POST', headers: plainHeaders, body: '{"stream":true}' });
-    const headMs = performance.now() - t0;
-    /** @type {number[]} */
-    const reads = [];
-    let firstMs = NaN;
-    for await (const chunk of s.body) {
-      if (Number.isNaN(firstMs)) firstMs = performance.now() - t0;
-      reads.push((String(chunk).match(/data: \{/g) ?? []).length);
+    // The upstream sends no body byte until told: the head must arrive on its own.
+    /** @type {import('undici').Dispatcher.ResponseData | undefined} */
+    let s;
+    try {
+      s = await client.request({ path: '/v1/chat/completions', method: 'POST', headers: plainHeaders, body: '{"stream":true}' });
+    } catch (err) {
+      expect(false, `stream: the head did not reach the client before any chunk was sent (${/** @type {Error} */ (err).message})`);
     }
-    expect(s.statusCode === 200 && s.headers['content-type'] === 'text/event-stream', `stream: status ${s.statusCode}`);
-    expect(headMs < firstMs - CHUNK_GAP_MS / 2, `stream: head (${headMs.toFixed(1)} ms) sent before the first chunk (${firstMs.toFixed(1)} ms)`);
-    expect(reads.filter((n) => n > 0).length === CHUNKS && Math.max(...reads) === 1, `stream: ${CHUNKS} chunks in ${CHUNKS} reads (got ${JSON.stringify(reads)})`);
+    if (s) {
+      expect(s.statusCode === 200 && s.headers['content-type'] === 'text/event-stream', `stream: status ${s.statusCode}`);
+      const it = s.body[Symbol.asyncIterator]();
+      /** @type {string[]} */
+      const reads = [];
+      for (let i = 0; i < CHUNKS; i++) {
+        up.streamWrite(`data: {"n":${i}}\n\n`);
+        const next = await Promise.race([it.next(), sleep(STEP_TIMEOUT_MS).then(() => undefined)]);
+        if (!next || next.done) {
+          reads.push('(nothing)');
+          break;
+        }
+        reads.push(String(next.value));
+      }
+      expect(reads.length === CHUNKS && reads.every((r, i) => r === `data: {"n":${i}}\n\n`), `stream: each chunk passed on alone as it came (got ${JSON.stringify(reads)})`);
+      up.streamEnd();
+      let rest = '';
+      for (;;) {
+        const next = await Promise.race([it.next(), sleep(STEP_TIMEOUT_MS).then(() => undefined)]);
+        if (!next || next.done) break;
+        rest += String(next.value);
+      }
+      expect(rest === 'data: [DONE]\n\n', `stream: ends with [DONE] (got ${JSON.stringify(rest)})`);
+    }
 
     const r = await client.request({ path: '/v1/chat/completions', method: 'POST', headers: plainHeaders, body: reqBody });
     const rText = await r.body.text();
