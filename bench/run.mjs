@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // @ts-check
-// `npm run bench`: starts a fake upstream, the floor and keypool, each in its own process, runs the
-// six scenarios, prints a markdown table and writes it to bench/results/. See bench/README.md.
+// `npm run bench`: checks that the floor is a correct pass-through, starts a fake upstream, the honest
+// floor and keypool, each in its own process, runs the scenarios, prints one markdown table and writes
+// it to bench/results/. See bench/README.md.
 //
-//   BENCH_QUICK=1            short runs (about a minute) to check the harness; writes results/quick.md
+//   --quick  (or BENCH_QUICK=1)  short runs (about two minutes) to check the harness; writes results/quick.md
+//   --peers  (or BENCH_PEERS=1)  also run Portkey's gateway (installed on first use into bench/.peers)
+//                                through the throughput, latency and streaming rows
 //   BENCH_ONLY=a,b           run only these scenarios (throughput, latency, streaming, rotation,
-//                            memory, scaling); writes results/partial.md
-//   BENCH_CPU_PROF=DIR       start the throughput and rotation keypools under --cpu-prof, profiles in DIR
+//                            memory, scaling, hostile); writes results/partial.md
+//   BENCH_CPU_PROF=DIR       start the throughput floor/keypool and the rotation keypools under --cpu-prof, profiles in DIR
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,8 +17,11 @@ import { join, resolve } from 'node:path';
 import { params, upstreamBehaviours } from './lib/common.mjs';
 import { machineInfo } from './lib/machine.mjs';
 import { machineBusyMicros, selfTreeMicros, stopAll } from './lib/procs.mjs';
+import { checkFloor } from './lib/floor-check.mjs';
+import { ensurePortkey, PORTKEY_VERSION } from './lib/peers.mjs';
 import { renderReport } from './lib/report.mjs';
 import { assertBuilt, ROOT, startUpstream } from './lib/targets.mjs';
+import { hostile } from './scenarios/hostile.mjs';
 import { latency } from './scenarios/latency.mjs';
 import { memory } from './scenarios/memory.mjs';
 import { rotation } from './scenarios/rotation.mjs';
@@ -26,10 +32,14 @@ import { throughput } from './scenarios/throughput.mjs';
 /** The whole run may not take longer than this, whatever happens. */
 const HARD_LIMIT_MS = 15 * 60_000;
 
-const SCENARIOS = { throughput, latency, streaming, rotation, memory, scaling };
+const SCENARIOS = { throughput, latency, streaming, rotation, memory, scaling, hostile };
+const FLAGS = new Set(['--quick', '--peers']);
 
 async function main() {
-  const quick = process.env.BENCH_QUICK === '1';
+  const args = process.argv.slice(2);
+  for (const a of args) if (!FLAGS.has(a)) throw new Error(`unknown argument "${a}" (known: ${[...FLAGS].join(', ')})`);
+  const quick = process.env.BENCH_QUICK === '1' || args.includes('--quick');
+  const peers = process.env.BENCH_PEERS === '1' || args.includes('--peers');
   const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   for (const name of only) if (!(name in SCENARIOS)) throw new Error(`BENCH_ONLY: unknown scenario "${name}" (known: ${Object.keys(SCENARIOS).join(', ')})`);
   const chosen = Object.entries(SCENARIOS).filter(([name]) => only.length === 0 || only.includes(name));
@@ -38,6 +48,10 @@ async function main() {
   if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
 
   assertBuilt();
+  const log = (/** @type {string} */ msg) => process.stderr.write(`${msg}\n`);
+  // An incorrect floor would make every ratio meaningless: check it before measuring anything.
+  await checkFloor(log);
+  if (peers) ensurePortkey(log);
   // What else is using the cores: machine-wide busy CPU over one idle second before starting, and
   // over the run minus what this process and its children used.
   const idle0 = machineBusyMicros();
@@ -47,7 +61,6 @@ async function main() {
   const machine0 = machineBusyMicros();
   const tree0 = selfTreeMicros();
   const t0 = performance.now();
-  const log = (/** @type {string} */ msg) => process.stderr.write(`${msg}\n`);
   const dir = mkdtempSync(join(tmpdir(), 'keypool-bench-'));
   // Also on Ctrl-C / the hard limit, which leave through process.exit.
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -74,6 +87,7 @@ async function main() {
       up0,
       cpuProfDir,
       log,
+      peers,
       keysFile(name, prefix, n) {
         let file = keyFiles.get(name);
         if (!file) {
@@ -84,7 +98,7 @@ async function main() {
         return file;
       },
     };
-    log(`bench: ${quick ? 'quick' : 'full'} run, upstream ${up0.url}, temp ${dir}`);
+    log(`bench: ${quick ? 'quick' : 'full'} run${peers ? `, with Portkey ${PORTKEY_VERSION}` : ''}, upstream ${up0.url}, temp ${dir}`);
     for (const [name, fn] of chosen) {
       const s0 = performance.now();
       log(`bench: ${name}`);
@@ -108,6 +122,7 @@ async function main() {
     seconds: (performance.now() - t0) / 1000,
     quick,
     only,
+    peers: peers ? `@portkey-ai/gateway ${PORTKEY_VERSION}` : undefined,
     machine: machineInfo(),
     busyBefore,
     foreignCores: (machineBusyMicros() - machine0 - (selfTreeMicros() - tree0)) / 1e6 / ((performance.now() - t0) / 1000),

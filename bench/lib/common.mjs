@@ -20,6 +20,14 @@ export function keyNames(prefix, n) {
   return Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
 }
 
+/** Key prefixes and sizes of the pools in which all keys but one are cooling (scenario 6). */
+export const COOLING_POOLS = /** @type {const} */ ([
+  ['sk-c10', 10],
+  ['sk-c10k', 10_000],
+]);
+/** Long enough to outlast the run, short of cooldown.maxMs (1 h). */
+const COOLING_MS = 600_000;
+
 /** The streaming behaviour timed in scenario 3. */
 export const STREAM_CHUNKS = 10;
 export const STREAM_GAP_MS = 20;
@@ -39,6 +47,9 @@ export function upstreamBehaviours(o) {
   }
   for (const k of keyNames('sk-stream', 3)) keys[k] = { kind: 'stream', chunks: STREAM_CHUNKS, gapMs: STREAM_GAP_MS };
   for (const k of keyNames('sk-long', 10)) keys[k] = { kind: 'stream', chunks: o.longChunks, gapMs: o.longGapMs };
+  // Cooling pools (scenario 6): every key but the last answers 429 with a 10-minute Retry-After, so
+  // after the warm-up all but one key cool for the whole run and each choice must pass over them.
+  for (const [prefix, n] of COOLING_POOLS) for (let i = 0; i < n - 1; i++) keys[`${prefix}-${i}`] = { kind: 'rate_limit', style: 'retry-after', ms: COOLING_MS };
   return keys;
 }
 
@@ -64,6 +75,8 @@ export function params(quick) {
         growRequests: 10_000,
         scaleRounds: 3,
         scaleRoundS: 1,
+        hostileRounds: 1,
+        hostileRoundS: 3,
       }
     : {
         connections: 50,
@@ -78,8 +91,10 @@ export function params(quick) {
         longGapMs: 500,
         growWarm: 20_000,
         growRequests: 200_000,
-        scaleRounds: 5,
-        scaleRoundS: 5,
+        scaleRounds: 4,
+        scaleRoundS: 4,
+        hostileRounds: 2,
+        hostileRoundS: 6,
       };
 }
 
@@ -113,6 +128,7 @@ export function params(quick) {
  * @property {(name: string, prefix: string, n: number) => string} keysFile  writes a key file, returns its path
  * @property {string | undefined} cpuProfDir
  * @property {(msg: string) => void} log
+ * @property {boolean} peers          `--peers`: also run Portkey's gateway in the throughput, latency and streaming rows
  */
 
 /** A round in which other processes used more CPU than this (in cores) is counted as disturbed. */

@@ -4,7 +4,7 @@
 // sub-millisecond resolution (autocannon's own histogram rounds to whole milliseconds).
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
-import { cpuMicros, foreignCpuMeter } from './procs.mjs';
+import { cpuMicros, cpuSplitMicros, foreignCpuMeter } from './procs.mjs';
 import { sortedCopy } from './stats.mjs';
 
 /**
@@ -31,6 +31,7 @@ import { sortedCopy } from './stats.mjs';
  * @property {number} errors       connection errors and timeouts
  * @property {number} seconds      wall time of the run
  * @property {number} cpuUs        CPU µs the target process used during the run (NaN without pid)
+ * @property {number} sysUs        of which system (kernel) time (NaN without pid)
  * @property {Float64Array} [lat]  sorted 2xx latencies in ms
  * @property {Record<string, {count:number}>} statusCodes
  * @property {number} foreignCores  CPU other processes on the machine used during the run, in cores
@@ -53,6 +54,7 @@ export async function runLoad(o) {
         o.onHeaders?.(headers)
     : undefined;
   const cpu0 = o.pid ? cpuMicros(o.pid) : NaN;
+  const sys0 = o.pid ? cpuSplitMicros(o.pid).sys : NaN;
   const foreign = foreignCpuMeter();
   const t0 = performance.now();
   const instance = autocannon({
@@ -82,6 +84,7 @@ export async function runLoad(o) {
   const r = await instance;
   const seconds = (performance.now() - t0) / 1000;
   const cpuUs = o.pid ? cpuMicros(o.pid) - cpu0 : NaN;
+  const sysUs = o.pid ? cpuSplitMicros(o.pid).sys - sys0 : NaN;
   return {
     rps: r.requests.total / r.duration,
     completed,
@@ -90,6 +93,7 @@ export async function runLoad(o) {
     errors: r.errors + r.timeouts,
     seconds,
     cpuUs,
+    sysUs,
     lat: o.latencies ? sortedCopy(lat) : undefined,
     statusCodes: r.statusCodeStats,
     foreignCores: foreign(),
@@ -129,6 +133,7 @@ export async function runStaggered(o) {
     errors: all.reduce((a, x) => a + x.errors, 0),
     seconds,
     cpuUs: o.pid ? cpuMicros(o.pid) - cpu0 : NaN,
+    sysUs: NaN,
     lat: o.latencies ? Float64Array.from(all.flatMap((x) => Array.from(/** @type {Float64Array} */ (x.lat)))).sort() : undefined,
     statusCodes,
     foreignCores: foreign(),

@@ -203,6 +203,16 @@ export function cpuMicros(pid) {
 }
 
 /**
+ * User and system (kernel: syscalls, loopback TCP) CPU time of a process separately, in µs.
+ * @param {number} pid
+ */
+export function cpuSplitMicros(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: (Number(rest[11]) * 1e6) / CLK_TCK, sys: (Number(rest[12]) * 1e6) / CLK_TCK };
+}
+
+/**
  * Resident set size of a process in bytes, from /proc/<pid>/status VmRSS.
  * @param {number} pid
  */

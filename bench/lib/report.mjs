@@ -4,7 +4,7 @@
 
 /**
  * @param {{
- *   startedAt: Date, seconds: number, quick: boolean, only: string[],
+ *   startedAt: Date, seconds: number, quick: boolean, only: string[], peers: string | undefined,
  *   machine: { node: string, nproc: string, cpu: string, revision: string },
  *   busyBefore: number, foreignCores: number,
  *   sections: import('./common.mjs').SectionResult[],
@@ -19,6 +19,8 @@ export function renderReport(r) {
     '',
     `- date: ${r.startedAt.toISOString()}; keypool ${r.machine.revision}`,
     `- node ${r.machine.node}, nproc ${r.machine.nproc}, CPU ${r.machine.cpu}`,
+    `- the floor is bench/floor.mjs, the cheapest correct pass-through doing keypool's job (see bench/README.md); it passed its self-check (plain, stream, 429, cancel) before this run`,
+    `- peers: ${r.peers ?? 'none (\`npm run bench -- --peers\` adds Portkey)'}`,
     `- load generator, fake upstream, floor and keypool share these cores; absolute rates swing between runs, the ratios (measured in one run, interleaved) are what count`,
     `- wall time ${Math.round(r.seconds)} s${r.only.length ? `; scenarios run: ${r.only.join(', ')}` : ''}`,
     `- other processes on the machine: ${r.busyBefore.toFixed(2)} cores busy in the second before the run, ${r.foreignCores.toFixed(2)} cores on average during it (figures near 0 mean the bench had the machine to itself)`,

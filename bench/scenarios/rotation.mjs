@@ -12,6 +12,9 @@ import { runLoad } from '../lib/load.mjs';
 import { fmt, median } from '../lib/stats.mjs';
 import { startKeypool } from '../lib/targets.mjs';
 
+/** Target from issue 15: a request that rotates once costs at most this × the CPU of two plain ones. */
+export const ROTATE_TARGET = 1.1;
+
 /**
  * @param {import('../lib/common.mjs').Ctx} ctx
  * @returns {Promise<import('../lib/common.mjs').SectionResult>}
@@ -94,13 +97,19 @@ export async function rotation(ctx) {
       `| 5 of 10 keys 429, Retry-After: 1 | ${fmt(med('ra1', 'rps'))} | ${fmt(med('ra1', 'cpuPerOk'), 1)} | ${fmt(med('ra1', 'attemptsPerReq'), 3)} | ${fmt(100 * med('ra1', 'rotatedShare'), 1)} % | ${fmt(ra1, 3)} |`,
       `| 5 of 10 keys 429, Retry-After: 0 | ${fmt(med('ra0', 'rps'))} | ${fmt(med('ra0', 'cpuPerOk'), 1)} | ${fmt(med('ra0', 'attemptsPerReq'), 3)} | ${fmt(100 * med('ra0', 'rotatedShare'), 1)} % | ${fmt(ratio('ra0'), 3)} |`,
       '',
-      `Medians over ${P.rounds} interleaved rounds of ${P.roundS} s at ${P.connections} connections. The load generator reads every response's headers here (for \`x-keypool-attempts\`), in all three runs alike, so these rates are lower than scenario 1's. "One rotation" = 1 + (CPU per 2xx of the Retry-After: 0 run − plain) ÷ (extra attempts per request) ÷ plain.`,
+      `Medians over ${P.rounds} interleaved rounds of ${P.roundS} s at ${P.connections} connections. The load generator reads every response's headers here (for \`x-keypool-attempts\`), in all three runs alike, so these rates are lower than scenario 1's. "One rotation" = 1 + (CPU per 2xx of the Retry-After: 0 run − plain) ÷ (extra attempts per request) ÷ plain, in plain requests; the target compares it with 2 (a request that rotates once does two attempts).`,
     ].join('\n');
     return {
       title: `4. Rotation: half the keys answer 429`,
       rows: [
         { section: '4', metric: 'CPU per 2xx, 429 Retry-After: 1 on half the keys ÷ plain', value: fmt(ra1, 3), target: '≤ 1.3', pass: ra1 <= 1.3 },
-        { section: '4', metric: 'CPU of a request that rotates once ÷ plain (Retry-After: 0 run)', value: fmt(oneRotation, 3), target: '≤ 1.3', pass: oneRotation <= 1.3 },
+        {
+          section: '4',
+          metric: 'CPU of a request that rotates once ÷ two plain requests (Retry-After: 0 run)',
+          value: `${fmt(oneRotation / 2, 3)} (one rotation = ${fmt(oneRotation, 3)} plain requests)`,
+          target: `≤ ${ROTATE_TARGET}`,
+          pass: oneRotation / 2 <= ROTATE_TARGET,
+        },
       ],
       details,
       notes,
