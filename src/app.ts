@@ -7,6 +7,7 @@ import type { Config } from './config/load.js';
 import { KeypoolError } from './errors.js';
 import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
 import { createForwarder } from './proxy/forward.js';
+import { clientErrorHandler, frameworkErrors, installHygiene } from './proxy/hygiene.js';
 import { registerProxy, type UpstreamRuntime } from './proxy/plugin.js';
 import { WaitingRoom } from './keys/waiting-room.js';
 import { Replication } from './state/replication.js';
@@ -49,7 +50,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.server.bodyLimitBytes,
     return503OnClosing: true,
+    // Parse errors, oversized header blocks, unknown methods, undecodable URLs: OpenAI-shaped answers.
+    clientErrorHandler: clientErrorHandler(logger as FastifyBaseLogger),
+    frameworkErrors,
   });
+  installHygiene(app);
 
   let replication: Replication | undefined;
   const listener = (event: PoolEvent): void => {

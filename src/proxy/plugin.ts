@@ -13,6 +13,7 @@ import { pipeBody, readSnippet, type Forwarder } from './forward.js';
 import { clientResponseHeaders, setKey, upstreamRequestHeaders } from './headers.js';
 import { StreamKeepAlive } from './keep-alive.js';
 import { requestInfo } from './request-info.js';
+import { resolveTarget } from './request-target.js';
 import { RequestAborted, rotate, type RotateDeps } from './rotate.js';
 
 export interface UpstreamRuntime {
@@ -81,7 +82,13 @@ function proxyHandler(upstream: Upstream, rotateDeps: RotateDeps, forwarder: For
 
   return async function handle(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const started = performance.now();
-    const path = upstreamPath(upstream, request.raw.url ?? '/');
+    const target = resolveTarget(request.method, request.raw.url ?? '/', upstream, request.headers.host);
+    if (!target.ok) {
+      void reply.code(target.error.status).headers(target.error.headers).send(target.error.toBody());
+      log(request, target.error.status, 0, undefined, started, { error: target.error.code });
+      return;
+    }
+    const path = target.path;
     const baseHeaders = upstreamRequestHeaders(request.headers);
     const body = Buffer.isBuffer(request.body) && request.body.length > 0 ? request.body : undefined;
     const method = request.method as Dispatcher.HttpMethod;
