@@ -111,7 +111,12 @@ const nested = (depth: number, inner: unknown): unknown => {
   for (let i = 0; i < depth; i++) v = i % 2 === 0 ? [v] : { k: v };
   return v;
 };
+/** Strings long enough to cross the scanner's byte-walk and native-jump stretches, dense in quotes and backslashes. */
+const escapeHeavy = fc
+  .array(fc.constantFrom('a', 'a', 'a', '"', '\\', '\u00e9', '\n', '/'), { maxLength: 700 })
+  .map((chars) => chars.join(''));
 const fieldValue = fc.oneof(
+  escapeHeavy,
   fc.constantFrom('gpt-4o', 'claude-3-5-sonnet', '', 'x'.repeat(MAX_MODEL_CHARS + 1)),
   fc.string({ unit: 'grapheme', maxLength: 12 }),
   fc.string({ unit: 'binary', maxLength: 12 }),
@@ -123,6 +128,8 @@ const fieldValue = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }),
 );
 const junk = fc.oneof(
+  escapeHeavy,
+  fc.array(escapeHeavy, { maxLength: 4 }),
   fc.jsonValue({ maxDepth: 4 }),
   // Up to MAX_NESTING deep in all (the innermost `{}` is one level): deeper ones are given up, tested below.
   fc.tuple(fc.integer({ min: 1, max: MAX_NESTING - 1 }), fc.oneof(fc.integer(), fc.string(), fc.constant({}))).map(([d, v]) => nested(d, v)),
@@ -205,6 +212,15 @@ describe('bounds', () => {
   it('reads names and values written with escapes, strings with escaped quotes before them', () => {
     const body = Buffer.from('{"a":"x\\"y\\\\","mo\\u0064el":"gpt\\u002d4o","\\u0075ser":"u\\"1","stream":true}');
     expect(requestInfo(body, JSON_TYPE, ['user'])).toMatchObject({ demand: { model: 'gpt-4o' }, stream: true, sessionFromBody: 'u"1' });
+  });
+
+  it.each([1, 30, 31, 32, 33, 255, 256, 257, 300, 1000])('finds the end of a string with an escaped quote at byte %i', (at) => {
+    for (const tail of [0, 1, 40, 300]) {
+      const content = `${'a'.repeat(at)}\\"${'b'.repeat(tail)}\\\\`;
+      const body = Buffer.from(`{"x":"${content}","y":["${content}"],"model":"gpt-4o","user":"${content}"}`);
+      expect(requestInfo(body, JSON_TYPE, ['user'])).toEqual(parsedInfo(body, ['user']));
+      expect(requestInfo(body, JSON_TYPE, ['user']).demand.model).toBe('gpt-4o');
+    }
   });
 
   it('the last of repeated names counts, as with JSON.parse', () => {
