@@ -25,7 +25,7 @@ export function installHygiene(app: FastifyInstance): void {
       done();
       return;
     }
-    request.log.info({ method: request.method, status: error.status, error: error.code }, 'request');
+    request.log.info({ method: request.method, path: logPath(raw.url), status: error.status, error: error.code }, 'request');
     // A reply sent from a callback hook ends the request there: `done` must not be called too.
     void reply.code(error.status).headers(error.headers).send(error.toBody());
   });
@@ -42,6 +42,14 @@ export function frameworkErrors(error: FastifyError, request: FastifyRequest, re
       : new KeypoolError('keypool_internal_error', 'Internal error in keypool.', { cause: error });
   request.log.info({ method: request.method, status: answer.status, error: answer.code, cause: error.code }, 'request');
   void reply.code(answer.status).send(answer.toBody());
+}
+
+/** Longest path logged for a refused request: enough to see what it was, not a 16 KiB log line. */
+const MAX_LOGGED_PATH = 256;
+
+function logPath(url: string | undefined): string {
+  const path = (url ?? '/').split('?', 1)[0]!;
+  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path;
 }
 
 /** Fastify's `clientErrorHandler`: node could not read a request off the socket. */
