@@ -9,7 +9,9 @@ import type { Config } from './config/load.js';
 import { KeypoolError } from './errors.js';
 import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
 import { ClientGate } from './clients/client-gate.js';
+import { clientErrorHandler, frameworkErrors, installHygiene } from './proxy/hygiene.js';
 import { createProxy, type Proxy, type UpstreamRuntime } from './proxy/proxy-handler.js';
+import { routingPath } from './proxy/request-target.js';
 import { createUpstreamAgent } from './proxy/upstream-agent.js';
 import { WaitingRoom } from './keys/waiting-room.js';
 import { Replication } from './state/replication.js';
@@ -80,13 +82,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.server.bodyLimitBytes,
     return503OnClosing: true,
+    // Parse errors, oversized header blocks, unknown methods, undecodable URLs: OpenAI-shaped answers.
+    clientErrorHandler: clientErrorHandler(logger as FastifyBaseLogger),
+    frameworkErrors,
     serverFactory: (fastifyHandler) =>
       createServer((req, res) => {
-        const route = proxy.route(req.url ?? '/');
+        // The proxy routes are vetted by the proxy handler (request-target.ts), everything else by Fastify's hook.
+        const path = routingPath(req.url ?? '/', req.headers.host);
+        const route = path === undefined ? undefined : proxy.route(path);
         if (route !== undefined) proxy.handle(route, req, res);
         else fastifyHandler(req, res);
       }),
   });
+  installHygiene(app);
   app.decorate('pools', new Map([...runtimes].map(([name, r]) => [name, r.pool] as const)));
   app.decorate('rooms', new Map([...runtimes].map(([name, r]) => [name, r.room] as const)));
   app.decorate('proxy', proxy);

@@ -36,6 +36,27 @@ export const ERRORS = {
     type: 'rate_limit_error',
     summary: 'The client is at its own limit (`clients[].maxConcurrent` or `clients[].rpm`); `Retry-After` says when it may send again.',
   },
+  keypool_invalid_path: {
+    status: 400,
+    type: 'invalid_request_error',
+    summary:
+      'The request target could not be forwarded safely: a `.` or `..` segment in any encoding, a path not beginning with the prefix as written, an absolute-form target naming another host, asterisk-form, or characters a target may not carry.',
+  },
+  keypool_method_not_allowed: {
+    status: 405,
+    type: 'invalid_request_error',
+    summary: 'The method is not forwarded (TRACE, CONNECT and any other than GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS). `Allow` lists those.',
+  },
+  keypool_request_timeout: {
+    status: 408,
+    type: 'invalid_request_error',
+    summary: "The client did not send the request's head or body in time (node's `headersTimeout` / `requestTimeout`).",
+  },
+  keypool_headers_too_large: {
+    status: 431,
+    type: 'invalid_request_error',
+    summary: 'The request has more than 100 header fields, or a header block larger than node\'s `maxHeaderSize` (16 KiB).',
+  },
   keypool_route_not_found: {
     status: 404,
     type: 'invalid_request_error',

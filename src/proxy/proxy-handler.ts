@@ -17,6 +17,7 @@ import { Attempt, type BodyEnd } from './attempt.js';
 import { clientResponseHeaders, setKey, upstreamRequestHeaders } from './headers.js';
 import { StreamKeepAlive } from './keep-alive.js';
 import { requestInfo } from './request-info.js';
+import { headerCountError, resolveTarget } from './request-target.js';
 import { logFields, type RequestListener, type RequestRecord } from './request-record.js';
 import { RequestAborted, rotate, type RotateDeps, type RotateOutcome, type TrailStep } from './rotate.js';
 import { UsageTap, type Usage } from './usage-tap.js';
@@ -183,6 +184,18 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonl
       for (const fn of listeners) fn(record);
     };
     res.setHeader('x-keypool-request-id', requestId);
+    // Hygiene first: nothing goes anywhere for a target that could leave the base path, an odd method or too many headers.
+    const target = resolveTarget(method, url, upstream, headerValue(req.headers.host));
+    const refused = target.ok ? headerCountError(req.rawHeaders.length / 2) : target.error;
+    if (refused !== undefined || !target.ok) {
+      const error = refused ?? new KeypoolError('keypool_invalid_path', 'The request target could not be forwarded.');
+      res.setHeader('connection', 'close');
+      req.resume();
+      sendError(res, error, 0);
+      log(error.status, undefined, { error: error.code });
+      return;
+    }
+    const path = target.path;
 
     // With clients configured, nothing of a request without a known token is read or sent anywhere.
     const known = gate?.identify(req.headers);
@@ -208,7 +221,6 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonl
       return;
     }
     const body = read;
-    const path = upstreamPath(upstream, url);
     const baseHeaders = upstreamRequestHeaders(req.headers);
     const info = requestInfo(body, headerValue(req.headers['content-type']), stickyFields);
     model = info.demand.model;
@@ -423,14 +435,12 @@ function headerValue(v: string | string[] | undefined): string | undefined {
   return s === undefined || s === '' ? undefined : s;
 }
 
-/** baseUrl's path + what follows the prefix, query string kept byte for byte. */
-export function upstreamPath(upstream: Pick<Upstream, 'prefix' | 'basePath'>, url: string): string {
-  const rest = upstream.prefix === '/' ? url : url.slice(upstream.prefix.length);
-  if (rest === '' || rest.startsWith('?')) return `${upstream.basePath === '' ? '/' : upstream.basePath}${rest}`;
-  return `${upstream.basePath}${rest}`;
-}
+/** Longest path a log line carries: enough to see what it was, not a 16 KiB line. */
+const MAX_LOGGED_PATH = 256;
 
+/** The path without its query (it may carry a credential), cut for the log. */
 function pathOnly(url: string): string {
   const q = url.indexOf('?');
-  return q === -1 ? url : url.slice(0, q);
+  const path = q === -1 ? url : url.slice(0, q);
+  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path;
 }

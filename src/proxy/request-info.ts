@@ -2,6 +2,7 @@
 // estimate (for token limits), whether it streams, and a sticky session id. Pure; never throws.
 import type { Demand } from '../keys/key-state.js';
 import { ANY_MODEL } from '../keys/key-state.js';
+import { readTopLevel } from './top-level-json.js';
 
 export interface RequestInfo {
   readonly demand: Demand;
@@ -10,7 +11,7 @@ export interface RequestInfo {
   readonly sessionFromBody: string | undefined;
 }
 
-/** Bodies larger than this are not parsed: scheduling falls back to "any model". */
+/** Bodies larger than this are not read: scheduling falls back to "any model". Also the scan's byte bound. */
 export const PARSE_LIMIT_BYTES = 4 * 1024 * 1024;
 /** Longest model name tracked as its own rate-limit scope. */
 export const MAX_MODEL_CHARS = 256;
@@ -21,31 +22,31 @@ const BYTES_PER_TOKEN = 4;
 
 const NOTHING: RequestInfo = Object.freeze({ demand: ANY_MODEL, stream: false, sessionFromBody: undefined });
 
+/** The fields read whatever the sticky configuration: the model, the stream flag, the output caps. */
+const FIELDS = ['model', 'stream', 'max_completion_tokens', 'max_tokens', 'max_output_tokens'] as const;
+
 export function requestInfo(body: Buffer | undefined, contentType: string | undefined, stickyFields: readonly string[]): RequestInfo {
   if (body === undefined || body.length === 0 || body.length > PARSE_LIMIT_BYTES) return NOTHING;
   if (contentType !== undefined && !contentType.includes('json')) return NOTHING;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return NOTHING;
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return NOTHING;
-  const o = parsed as Record<string, unknown>;
+  // A bounded scan of the top level, not JSON.parse: parse time grows with nesting depth, and this runs
+  // on the event loop every other request shares (top-level-json.ts).
+  const o = readTopLevel(body, stickyFields.length === 0 ? FIELDS : [...FIELDS, ...stickyFields]);
+  if (o === undefined) return NOTHING;
   // Real model names are short; a longer one is scheduled as "any model" rather than tracked.
-  const model = typeof o.model === 'string' && o.model.length <= MAX_MODEL_CHARS ? o.model : '';
-  const maxOut = firstNumber(o.max_completion_tokens, o.max_tokens, o.max_output_tokens);
+  const m = o.get('model');
+  const model = typeof m === 'string' && m.length <= MAX_MODEL_CHARS ? m : '';
+  const maxOut = firstNumber(o.get('max_completion_tokens'), o.get('max_tokens'), o.get('max_output_tokens'));
   // Clamped to a whole number far above any real limit: 1e20 would overflow the shared store's integers.
   const tokens = Math.min(MAX_TOKENS, Math.ceil(maxOut) + Math.ceil(body.length / BYTES_PER_TOKEN));
   let sessionFromBody: string | undefined;
   for (const f of stickyFields) {
-    const v = o[f];
+    const v = o.get(f);
     if (typeof v === 'string' && v !== '') {
       sessionFromBody = v;
       break;
     }
   }
-  return { demand: { model, tokens }, stream: o.stream === true, sessionFromBody };
+  return { demand: { model, tokens }, stream: o.get('stream') === true, sessionFromBody };
 }
 
 function firstNumber(...values: unknown[]): number {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { clientResponseHeaders, setKey, upstreamRequestHeaders } from '../../src/proxy/headers.js';
-import { upstreamPath } from '../../src/proxy/proxy-handler.js';
 
 describe('upstreamRequestHeaders', () => {
   it('drops hop-by-hop headers, Connection-listed names, client credentials and framing', () => {
@@ -50,16 +49,3 @@ describe('clientResponseHeaders', () => {
   });
 });
 
-describe('upstreamPath', () => {
-  it.each([
-    ['/v1', '/v1', '/v1/chat/completions?x=1&y=%20', '/v1/chat/completions?x=1&y=%20'],
-    ['/v1', '/v1', '/v1', '/v1'],
-    ['/v1', '/v1', '/v1?a=b', '/v1?a=b'],
-    ['/openai', '/v1', '/openai/models', '/v1/models'],
-    ['/v1', '', '/v1/models', '/models'],
-    ['/v1', '', '/v1', '/'],
-    ['/', '/v1', '/models', '/v1/models'],
-  ])('prefix %s base %s: %s -> %s', (prefix, basePath, url, expected) => {
-    expect(upstreamPath({ prefix, basePath }, url)).toBe(expected);
-  });
-});
