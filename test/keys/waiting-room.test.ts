@@ -222,6 +222,35 @@ describe('WaitingRoom scheduling: one line per model per client', () => {
     expect((await small).kind).toBe('acquired');
   });
 
+  it('a waiter that declines a free key waits for a pool change, not a timer that spins', async () => {
+    const { clock, pool, room } = setup();
+    const ac = new AbortController();
+    let asked = 0;
+    const p = room.wait({
+      client: 'a',
+      demand: GPT4O,
+      maxWaitMs: 60_000,
+      signal: ac.signal,
+      // Says no although the pool has a key; a room that kept asking at once would never stop: bounded here.
+      tryAcquire: () => {
+        if (++asked > 50) ac.abort(new Error('spun'));
+        return undefined;
+      },
+      giveBack: (l) => l.abandon(),
+    });
+    await flush();
+    clock.advance(10_000);
+    await flush();
+    expect(asked).toBe(1);
+    expect(room.size).toBe(1);
+    // A pool change: asked again.
+    pool.acquire({ demand: MINI, now: clock.now() })!.end();
+    await flush();
+    expect(asked).toBe(2);
+    ac.abort(new Error('done'));
+    await expect(p).rejects.toThrow('done');
+  });
+
   it('bounded work: a pool change with 1,000 blocked waiters over 50 models and 100 clients asks the pool once per model', async () => {
     const { pool, room, calls, acquire, wait } = setup({ keys: 2, maxConcurrent: 1, maxSize: 2000 });
     const [k1, k2] = pool.states();
