@@ -14,6 +14,12 @@ import { RoomQueues, type ClientLines, type QueueEntry } from './room-queues.js'
 
 export type { RoomGauges, RoomPool, WaitingRoomMetrics, WaitRequest, WaitResult } from './room-contract.js';
 
+/**
+ * Shortest timer the room sets. A head the pool calls free that the dispatch just passed over would
+ * otherwise have the room wake at once, over and over; time never jumps back, so a later wake loses nothing.
+ */
+const MIN_TIMER_MS = 1;
+
 interface Waiter {
   readonly req: WaitRequest;
   readonly started: number;
@@ -295,7 +301,7 @@ export class WaitingRoom {
     if (soonest === Infinity || soonest >= this.#timerAt) return;
     this.#cancelTimer?.();
     this.#timerAt = soonest;
-    this.#cancelTimer = this.#clock.timer(Math.max(0, soonest - now), () => {
+    this.#cancelTimer = this.#clock.timer(Math.max(MIN_TIMER_MS, soonest - now), () => {
       this.#timerAt = Infinity;
       this.#cancelTimer = undefined;
       void this.#dispatch();

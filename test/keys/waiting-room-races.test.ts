@@ -112,6 +112,33 @@ describe('WaitingRoom with a store that confirms keys', () => {
     expect(leaks()).toEqual([]);
   });
 
+  it('a no given at once that holds the key (a pool change): the timer still wakes the waiter', async () => {
+    const { clock, pool, room } = setup();
+    const s = pool.states()[0]!;
+    let asked = 0;
+    const p = room.wait({
+      client: 'a',
+      demand: { model: 'm', tokens: 1 },
+      maxWaitMs: 60_000,
+      signal: new AbortController().signal,
+      tryAcquire: () => {
+        if (++asked > 1) return pool.acquire({ demand: { model: 'm', tokens: 1 }, now: clock.now() });
+        // Like a refusal: the key is held for 300 ms and the slot given back, a change the room hears.
+        pool.cool(s, 'm', clock.now() + 300, 'rate_limited', clock.now());
+        pool.acquire({ demand: { model: 'x', tokens: 1 }, now: clock.now() })!.end();
+        return undefined;
+      },
+      giveBack: (l) => l.abandon(),
+    });
+    await flush();
+    expect(asked).toBe(1);
+    clock.advance(300);
+    const r = await p;
+    expect(r.kind).toBe('acquired');
+    expect(asked).toBe(2);
+    expect(room.size).toBe(0);
+  });
+
   it('a full room that asks the store for a free model: an abort before the answer gives the key back', async () => {
     const { pool, room, pending, wait, leaks, leases } = setup({ maxSize: 1 });
     pool.cool(pool.states()[0]!, 'gpt-4o', 60_000, 'rate_limited', 0);
@@ -155,7 +182,7 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
 describe('WaitingRoom property', () => {
   it('every waiter settles exactly once, the room empties, and no lease leaks', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(cmd, { maxLength: 40 }), fc.nat(3), async (cmds, maxSize) => {
+      fc.asyncProperty(fc.array(cmd, { maxLength: 60 }), fc.nat(3), async (cmds, maxSize) => {
         const { clock, pool, room, pending, wait, leaks, leases } = setup({ keys: 2, maxConcurrent: 1, maxSize });
         const waiters: { ac: AbortController; o: ReturnType<typeof outcomeOf> }[] = [];
         const held = new Set<NonNullable<ReturnType<typeof outcomeOf>['lease']>>();
@@ -186,7 +213,9 @@ describe('WaitingRoom property', () => {
           else if (c.t === 'disable') pool.disable(pool.states()[c.key]!, 'unauthorized');
           else if (c.t === 'flush') await flush();
         }
-        // Wind down: every timeout falls due, every store answers, every served lease ends.
+        // Wind down: answers given last are handled, every timeout falls due, every store answers, every
+        // served lease ends.
+        await flush();
         for (let round = 0; round < 50 && (room.size > 0 || pending.length > 0 || waiters.some((w) => w.o.settlements === 0)); round++) {
           await flush();
           clock.advance(10_000);

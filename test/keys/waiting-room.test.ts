@@ -149,12 +149,17 @@ describe('WaitingRoom scheduling: one line per model per client', () => {
   });
 
   it('a gpt-4o-mini request with an idle key is served at once behind 70 cooling gpt-4o requests of its client', async () => {
-    const { pool, room, wait } = setup({ maxSize: 1000 });
+    const { clock, pool, room, wait } = setup({ maxSize: 1000 });
     pool.cool(pool.states()[0]!, 'gpt-4o', 60_000, 'rate_limited', 0);
     for (let i = 0; i < 70; i++) void wait('host', { maxWaitMs: 20_000, demand: GPT4O });
+    // They have been waiting a while (the room has looked at them and found them stuck).
+    await flush();
+    clock.advance(1000);
+    await flush();
     const mini = wait('host', { maxWaitMs: 20_000, demand: MINI });
     expect(((await peek(mini)) as WaitResult).kind).toBe('acquired');
     expect(room.size).toBe(70);
+    expect(room.metrics.served).toBe(1);
     expect(room.metrics.waitMsTotal).toBe(0);
   });
 
@@ -178,6 +183,20 @@ describe('WaitingRoom scheduling: one line per model per client', () => {
     expect(calls.tryAcquire).toBe(asked + 1);
     expect(room.metrics.rejectedFull).toBe(2);
     expect(room.size).toBe(2);
+  });
+
+  it('a full room asks for a model whose waiters have all left', async () => {
+    const { clock, pool, room, wait } = setup({ maxSize: 1 });
+    const s = pool.states()[0]!;
+    pool.cool(s, 'm1', 1000, 'rate_limited', 0);
+    pool.cool(s, 'm2', 60_000, 'rate_limited', 0);
+    const first = wait('a', { maxWaitMs: 500, demand: model('m1') });
+    clock.advance(500);
+    expect(await first).toEqual({ kind: 'timeout' });
+    void wait('b', { maxWaitMs: 100_000, demand: model('m2') });
+    clock.advance(500);
+    expect(((await wait('c', { demand: model('m1') })) as WaitResult).kind).toBe('acquired');
+    expect(room.size).toBe(1);
   });
 
   it('the timer wakes at the earliest head of any model, however many models a client waits on', async () => {
