@@ -1,157 +1,178 @@
 // The waiting room: requests that no key can take now wait here, bounded in number and time, and are
 // handed a key the moment one frees up (a cooldown ends, a slot frees, headers report headroom).
-// Served in fair order across clients: each pass serves each waiting client at most one request, so one
-// agent with 500 queued requests does not starve one with 5. Within a client, requests for one model go
-// in order; a request for a model that has a free key does not wait behind one for a model that has none.
+// A scheduler of its own: each client has one FIFO line per model (room-queues.ts). Every line's head is
+// a candidate on every dispatch, so a request for a model with a free key never waits behind requests
+// for a blocked one; within one line requests go in order (a small token demand does not overtake a
+// large one of its model: that would starve the large one). Fair across clients: each pass serves each
+// client at most one request, and a client served moves to the back of the rotation, so one agent with
+// 500 queued requests does not starve one with 5.
 import type { Clock } from '../clock.js';
-import type { Lease } from './lease.js';
-import type { KeyPool } from './pool.js';
 import type { Demand } from './key-state.js';
+import type { Lease } from './lease.js';
+import type { RoomGauges, RoomPool, WaitingRoomMetrics, WaitRequest, WaitResult } from './room-contract.js';
+import { RoomQueues, type ClientLines, type QueueEntry } from './room-queues.js';
 
-export interface WaitRequest {
-  /** Who is asking, for fairness: an agent id or the remote address. */
-  readonly client: string;
-  readonly demand: Demand;
-  /** Longest this request may wait. */
-  readonly maxWaitMs: number;
-  /** Aborting removes the request from the room at once; the promise rejects with the signal's reason. */
-  readonly signal: AbortSignal;
-  /**
-   * Takes a key if one can serve this request now (called only by the room, in fair order). A promise
-   * when a shared store confirms the choice: the room waits for it before serving the next client.
-   */
-  readonly tryAcquire: () => Lease | undefined | Promise<Lease | undefined>;
-  /** Returns a key `tryAcquire` took after the request left (timed out or aborted while a store confirmed). */
-  readonly giveBack: (lease: Lease) => void;
-}
-
-export type WaitResult =
-  | { readonly kind: 'acquired'; readonly lease: Lease }
-  | { readonly kind: 'timeout' }
-  | { readonly kind: 'full' }
-  /** Every key is disabled: nothing will ever free up, so waiting on is pointless. */
-  | { readonly kind: 'no_keys' };
+export type { RoomGauges, RoomPool, WaitingRoomMetrics, WaitRequest, WaitResult } from './room-contract.js';
 
 /**
- * Per client and pass, the room looks this far into the client's queue for requests of other models,
- * and tries at most this many models: bounded work per pass whatever the queue length.
+ * Shortest timer the room sets. A head the pool calls free that the dispatch just passed over would
+ * otherwise have the room wake at once, over and over; time never jumps back, so a later wake loses nothing.
  */
-const SCAN_DEPTH = 64;
-const MAX_MODELS_PER_PASS = 4;
+const MIN_TIMER_MS = 1;
 
 interface Waiter {
   readonly req: WaitRequest;
-  /** Timed out, aborted or served: no longer in the room. */
-  settled: boolean;
-  /** Serves the request (a key) or sends it away (no keys). */
-  readonly resolve: (r: WaitResult) => void;
-  readonly cleanup: () => void;
-}
-
-export interface WaitingRoomMetrics {
-  /** Requests that had to wait for a key. */
-  deferred: number;
-  /** Of those, how many were served a key. */
-  served: number;
-  timedOut: number;
-  rejectedFull: number;
-  /** Sent away at once because every key was disabled while they waited. */
-  noKeys: number;
-  /** Total ms spent waiting by served and timed-out requests. */
-  waitMsTotal: number;
+  readonly started: number;
+  /** Entered through a full room: not queued, served only if the pool has a key at once. */
+  readonly passing: boolean;
+  entry: QueueEntry<Waiter> | undefined;
+  /** Pool generation in which `tryAcquire` said no although the pool had a key for the demand. */
+  declinedGen: number;
+  /** The last client visit of a dispatch that asked for its key (each visit asks each head once). */
+  visit: number;
+  /** Ends the wait with this result; false when it had already ended (the caller keeps what it holds). */
+  settle(r: WaitResult): boolean;
 }
 
 export class WaitingRoom {
-  readonly #pool: KeyPool;
+  readonly #pool: RoomPool;
   readonly #clock: Clock;
   readonly #maxSize: number;
-  /** Per client, its waiters oldest first. Map order is the fair rotation order. */
-  readonly #queues = new Map<string, Waiter[]>();
-  #size = 0;
+  readonly #queues = new RoomQueues<Waiter>();
+  /** Bumped by every pool change: what the room learnt about the pool holds while it stands. */
+  #gen = 0;
+  /** Per model, within one generation: the smallest token demand found blocked, and until when. */
+  readonly #blocked = new Map<string, { tokens: number; at: number }>();
+  #blockedGen = -1;
+  #visits = 0;
   #scheduled = false;
   /** A dispatch is awaiting a shared store; changes meanwhile ask for one more pass. */
   #dispatching = false;
   #again = false;
   #cancelTimer: (() => void) | undefined;
   #timerAt = Infinity;
-  readonly metrics: WaitingRoomMetrics = { deferred: 0, served: 0, timedOut: 0, rejectedFull: 0, noKeys: 0, waitMsTotal: 0 };
+  readonly metrics: WaitingRoomMetrics = { deferred: 0, served: 0, timedOut: 0, rejectedFull: 0, servedWhileFull: 0, noKeys: 0, waitMsTotal: 0 };
 
-  constructor(pool: KeyPool, clock: Clock, maxSize: number) {
+  constructor(pool: RoomPool, clock: Clock, maxSize: number) {
     this.#pool = pool;
     this.#clock = clock;
     this.#maxSize = maxSize;
-    pool.watch(() => this.#schedule());
-  }
-
-  get size(): number {
-    return this.#size;
-  }
-
-  wait(req: WaitRequest): Promise<WaitResult> {
-    if (this.#size >= this.#maxSize) {
-      this.metrics.rejectedFull++;
-      return Promise.resolve({ kind: 'full' });
-    }
-    if (req.signal.aborted) return Promise.reject(req.signal.reason);
-    this.metrics.deferred++;
-    const started = this.#clock.now();
-    return new Promise<WaitResult>((resolve, reject) => {
-      const finish = (): void => {
-        waiter.settled = true;
-        cancelTimeout();
-        req.signal.removeEventListener('abort', onAbort);
-        this.#remove(waiter);
-      };
-      const onAbort = (): void => {
-        finish();
-        reject(req.signal.reason);
-      };
-      const cancelTimeout = this.#clock.timer(req.maxWaitMs, () => {
-        finish();
-        this.metrics.timedOut++;
-        this.metrics.waitMsTotal += this.#clock.now() - started;
-        resolve({ kind: 'timeout' });
-      });
-      const waiter: Waiter = {
-        req,
-        settled: false,
-        cleanup: finish,
-        resolve: (r) => {
-          finish();
-          if (r.kind === 'acquired') {
-            this.metrics.served++;
-            this.metrics.waitMsTotal += this.#clock.now() - started;
-          } else if (r.kind === 'no_keys') {
-            this.metrics.noKeys++;
-          }
-          resolve(r);
-        },
-      };
-      req.signal.addEventListener('abort', onAbort, { once: true });
-      let q = this.#queues.get(req.client);
-      if (q === undefined) {
-        q = [];
-        this.#queues.set(req.client, q);
-      }
-      q.push(waiter);
-      this.#size++;
+    pool.watch(() => {
+      this.#gen++;
       this.#schedule();
     });
   }
 
-  #remove(w: Waiter): void {
-    const q = this.#queues.get(w.req.client);
-    if (q === undefined) return;
-    const i = q.indexOf(w);
-    if (i === -1) return;
-    q.splice(i, 1);
-    this.#size--;
-    if (q.length === 0) this.#queues.delete(w.req.client);
+  get size(): number {
+    return this.#queues.size;
+  }
+
+  gauges(): RoomGauges {
+    const now = this.#clock.now();
+    const oldest = this.#queues.oldest;
+    return {
+      waiting: this.#queues.size,
+      oldestWaitMs: oldest === undefined ? 0 : Math.max(0, now - oldest.since),
+      clients: this.#queues.rotation().map((c) => ({ client: c.client, waiting: c.length, oldestWaitMs: Math.max(0, now - c.oldestSince()) })),
+    };
+  }
+
+  wait(req: WaitRequest): Promise<WaitResult> {
+    if (req.signal.aborted) return Promise.reject(req.signal.reason);
+    const full = this.#queues.size >= this.#maxSize;
+    // A full room still serves what a free key can, but only for a model nobody waits for: it overtakes no one.
+    if (full && this.#queues.waitingFor(req.demand.model) > 0) {
+      this.metrics.rejectedFull++;
+      return Promise.resolve({ kind: 'full' });
+    }
+    return new Promise<WaitResult>((resolve, reject) => {
+      const w = this.#enter(req, full, resolve, reject);
+      if (full) {
+        const r = this.#attempt(w);
+        if (r instanceof Promise) void r.then((ok) => ok || w.settle({ kind: 'full' }));
+        else if (!r) w.settle({ kind: 'full' });
+        return;
+      }
+      this.metrics.deferred++;
+      w.entry = this.#queues.add(req.client, req.demand.model, w.started, w);
+      this.#schedule();
+    });
+  }
+
+  #enter(req: WaitRequest, passing: boolean, resolve: (r: WaitResult) => void, reject: (reason: unknown) => void): Waiter {
+    const started = this.#clock.now();
+    let settled = false;
+    let cancelTimeout = (): void => {};
+    const leave = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      cancelTimeout();
+      req.signal.removeEventListener('abort', onAbort);
+      if (w.entry !== undefined) this.#queues.remove(w.entry);
+      return true;
+    };
+    const onAbort = (): void => {
+      if (leave()) reject(req.signal.reason);
+    };
+    const w: Waiter = {
+      req,
+      started,
+      passing,
+      entry: undefined,
+      declinedGen: -1,
+      visit: -1,
+      settle: (r) => {
+        if (!leave()) return false;
+        this.#count(w, r);
+        resolve(r);
+        return true;
+      },
+    };
+    req.signal.addEventListener('abort', onAbort, { once: true });
+    cancelTimeout = this.#clock.timer(req.maxWaitMs, () => w.settle({ kind: 'timeout' }));
+    return w;
+  }
+
+  #count(w: Waiter, r: WaitResult): void {
+    const m = this.metrics;
+    const waited = this.#clock.now() - w.started;
+    if (r.kind === 'acquired') {
+      if (w.passing) m.servedWhileFull++;
+      else {
+        m.served++;
+        m.waitMsTotal += waited;
+      }
+    } else if (r.kind === 'timeout') {
+      m.timedOut++;
+      m.waitMsTotal += waited;
+    } else if (r.kind === 'no_keys') m.noKeys++;
+    else m.rejectedFull++;
+  }
+
+  /** Asks for the waiter's key and serves it. Whether it was served; a promise when a store confirms. */
+  #attempt(w: Waiter): boolean | Promise<boolean> {
+    let got: Lease | undefined | Promise<Lease | undefined>;
+    try {
+      got = w.req.tryAcquire();
+    } catch {
+      // Stores answer "no key" when they fail; this keeps a bug from killing the room.
+      return false;
+    }
+    if (got instanceof Promise) return got.then((l) => this.#hand(w, l), () => false);
+    return this.#hand(w, got);
+  }
+
+  #hand(w: Waiter, lease: Lease | undefined): boolean {
+    if (lease === undefined) return false;
+    if (w.settle({ kind: 'acquired', lease })) return true;
+    // It left (timeout, abort) while the store was confirming: the key goes back.
+    w.req.giveBack(lease);
+    return false;
   }
 
   /** Coalesces the many pool changes of one tick into one dispatch. */
   #schedule(): void {
-    if (this.#scheduled || this.#size === 0) return;
+    if (this.#scheduled || this.#queues.size === 0) return;
     this.#scheduled = true;
     queueMicrotask(() => {
       this.#scheduled = false;
@@ -160,8 +181,8 @@ export class WaitingRoom {
   }
 
   /**
-   * Passes over the clients in rotation order; a client served moves to the back of the rotation. Runs
-   * synchronously unless a shared store confirms keys; then one dispatch runs at a time.
+   * Passes over the clients in rotation order until a pass serves no one. Synchronous unless a shared
+   * store confirms a key; then one dispatch runs at a time and changes meanwhile ask for another round.
    */
   async #dispatch(): Promise<void> {
     if (this.#dispatching) {
@@ -172,17 +193,16 @@ export class WaitingRoom {
     try {
       do {
         this.#again = false;
-        let progress = true;
-        while (progress && this.#size > 0) {
+        for (let progress = true; progress && this.#queues.size > 0; ) {
           progress = false;
-          for (const [client, q] of [...this.#queues]) {
-            if (!(await this.#serveOne(q))) continue;
+          for (const c of this.#queues.rotation()) {
+            if (c.length === 0) continue;
+            const visit = this.#visits++;
+            let r = this.#serveOne(c, visit);
+            while (r instanceof Promise) r = (await r) || this.#serveOne(c, visit);
+            if (!r) continue;
             progress = true;
-            const rest = this.#queues.get(client);
-            if (rest !== undefined) {
-              this.#queues.delete(client);
-              this.#queues.set(client, rest);
-            }
+            this.#queues.toBack(c);
           }
         }
       } while (this.#again);
@@ -193,70 +213,98 @@ export class WaitingRoom {
     else this.#armTimer();
   }
 
-  /** Serves the client's oldest request a key can be found for (one per model tried). Whether it served one. */
-  async #serveOne(q: readonly Waiter[]): Promise<boolean> {
-    for (const w of [...candidates(q)]) {
-      if (w.settled) continue;
-      const got = w.req.tryAcquire();
-      // A store that fails answers "no key" (stores never reject; this keeps a bug from killing the process).
-      const lease = got instanceof Promise ? await got.catch(() => undefined) : got;
-      if (lease === undefined) continue;
-      if (w.settled) {
-        // It left (timeout, abort) while the store was confirming: the key goes back.
-        w.req.giveBack(lease);
+  /**
+   * Serves the client's oldest request a key can be found for, trying the head of each of its model lines
+   * (each at most once per visit). Skips in O(1) a client found stuck earlier in this pool
+   * generation, and models found blocked for a smaller demand. A promise when a store confirms: the visit
+   * then goes on from a fresh look at the client's heads.
+   */
+  #serveOne(c: ClientLines<Waiter>, visit: number): boolean | Promise<boolean> {
+    const gen = this.#gen;
+    const now = this.#clock.now();
+    if (c.stallGen === gen && now < c.stallUntil) return false;
+    let until = Infinity;
+    // False once a head is passed over without being known stuck in this generation.
+    let known = true;
+    for (const e of c.heads()) {
+      const w = e.value;
+      if (w.declinedGen === gen) continue;
+      if (w.visit === visit) {
+        known = false;
         continue;
       }
-      w.resolve({ kind: 'acquired', lease });
-      return true;
+      const at = this.#availableAt(w.req.demand, now);
+      if (at > now) {
+        if (at < until) until = at;
+        continue;
+      }
+      w.visit = visit;
+      const r = this.#attempt(w);
+      // A no is the waiter's own only if the pool did not change meanwhile (a store's refusal holds the
+      // key, and the pool then says when to look again): only then may the waiter skip the timer.
+      if (r instanceof Promise) {
+        return r.then((ok) => {
+          if (!ok && gen === this.#gen) w.declinedGen = gen;
+          return ok;
+        });
+      }
+      if (r) return true;
+      if (gen === this.#gen) w.declinedGen = gen;
+    }
+    // Nothing here moves before `until` unless the pool changes (bumping the generation) or a line grows.
+    if (known && gen === this.#gen) {
+      c.stallGen = gen;
+      c.stallUntil = until;
     }
     return false;
   }
 
-  /** Every key is disabled: no waiter can ever be served. */
-  #sendAllAway(): void {
-    for (const q of [...this.#queues.values()]) for (const w of [...q]) w.resolve({ kind: 'no_keys' });
+  /** The pool's nextAvailableAt, with what this generation found blocked remembered per model. */
+  #availableAt(d: Demand, now: number): number {
+    if (this.#blockedGen !== this.#gen) {
+      this.#blocked.clear();
+      this.#blockedGen = this.#gen;
+    }
+    const hit = this.#blocked.get(d.model);
+    // Blocked for fewer tokens means blocked for these too, at least as long (RoomPool.nextAvailableAt).
+    if (hit !== undefined && d.tokens >= hit.tokens && now < hit.at) return hit.at;
+    const at = this.#pool.nextAvailableAt(d, now) ?? Infinity;
+    if (at > now) this.#blocked.set(d.model, { tokens: d.tokens, at });
+    return at;
   }
 
-  /** Wakes the room when the earliest cooling key of any waiting request is due. */
+  /** Every key is disabled: no waiter can ever be served. */
+  #sendAllAway(): void {
+    for (const e of this.#queues.all()) e.value.settle({ kind: 'no_keys' });
+  }
+
+  /**
+   * Wakes the room when the earliest head of any line can go: per model, the head with the smallest
+   * demand (no larger one goes sooner). Heads whose tryAcquire said no while the pool had a key wait for
+   * a pool change instead, or the timer would spin.
+   */
   #armTimer(): void {
-    if (this.#size === 0) return;
+    if (this.#queues.size === 0) return;
     const now = this.#clock.now();
+    const least = new Map<string, Demand>();
+    for (const e of this.#queues.heads()) {
+      const w = e.value;
+      if (w.declinedGen === this.#gen) continue;
+      const d = least.get(e.model);
+      if (d === undefined || w.req.demand.tokens < d.tokens) least.set(e.model, w.req.demand);
+    }
     let soonest = Infinity;
-    // The demands dispatch would try; a larger token demand of the same model may come back later.
-    const seen = new Set<string>();
-    for (const q of this.#queues.values()) {
-      for (const w of candidates(q)) {
-        const d = w.req.demand;
-        const id = `${d.model}\0${d.tokens}`;
-        if (seen.has(id)) continue;
-        seen.add(id);
-        const at = this.#pool.nextAvailableAt(d, now) ?? Infinity;
-        if (at < soonest) soonest = at;
-      }
+    for (const d of least.values()) {
+      const at = this.#pool.nextAvailableAt(d, now) ?? Infinity;
+      if (at < soonest) soonest = at;
     }
     if (soonest === Infinity || soonest >= this.#timerAt) return;
     this.#cancelTimer?.();
     this.#timerAt = soonest;
-    this.#cancelTimer = this.#clock.timer(Math.max(0, soonest - now), () => {
+    this.#cancelTimer = this.#clock.timer(Math.max(MIN_TIMER_MS, soonest - now), () => {
       this.#timerAt = Infinity;
       this.#cancelTimer = undefined;
       void this.#dispatch();
     });
-  }
-}
-
-/**
- * The requests of one client a pass may serve: the oldest of each model, for the first few models among
- * the oldest waiters. Requests of one model stay in order (a small request does not overtake a large
- * one of the same model: that would starve the large one).
- */
-function* candidates(q: readonly Waiter[]): Generator<Waiter> {
-  const models = new Set<string>();
-  const depth = Math.min(q.length, SCAN_DEPTH);
-  for (let i = 0; i < depth && models.size < MAX_MODELS_PER_PASS; i++) {
-    const w = q[i];
-    if (w === undefined || models.has(w.req.demand.model)) continue;
-    models.add(w.req.demand.model);
-    yield w;
   }
 }

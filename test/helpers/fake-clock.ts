@@ -7,6 +7,9 @@ interface Pending {
   sleeper: boolean;
 }
 
+/** More timers than this firing in one advance means a loop, not a test. */
+const MAX_FIRES_PER_ADVANCE = 100_000;
+
 export class FakeClock implements Clock {
   #now: number;
   readonly #pending = new Set<Pending>();
@@ -48,7 +51,9 @@ export class FakeClock implements Clock {
   /** Moves time forward, firing what falls due in order. */
   advance(ms: number): void {
     const target = this.#now + ms;
-    for (;;) {
+    // Bounded: a timer that re-arms itself at the same instant would otherwise spin for ever.
+    for (let fired = 0; ; fired++) {
+      if (fired > MAX_FIRES_PER_ADVANCE) throw new Error(`FakeClock: more than ${MAX_FIRES_PER_ADVANCE} timers fired in one advance (a timer loop?)`);
       const due = [...this.#pending].filter((p) => p.at <= target).sort((a, b) => a.at - b.at)[0];
       if (!due) break;
       this.#now = Math.max(this.#now, due.at);
