@@ -84,3 +84,19 @@ export function clientResponseHeaders(
   }
   return out;
 }
+
+/** A header's first value, undefined when absent or empty. */
+export function headerValue(v: string | string[] | undefined): string | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  return s === undefined || s === '' ? undefined : s;
+}
+
+/** Longest path a log line carries: enough to see what it was, not a 16 KiB line. */
+const MAX_LOGGED_PATH = 256;
+
+/** The path without its query (it may carry a credential), cut for the log. */
+export function pathOnly(url: string): string {
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path;
+}
