@@ -2,10 +2,12 @@
 // (proxy/proxy-handler.ts), everything else (health, admin, metrics, 404s) on Fastify. It never
 // listens; main.ts does, and tests use port 0.
 import { createServer } from 'node:http';
+import type { Dispatcher } from 'undici';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
-import type { Config } from './config/load.js';
+import type { Config, Upstream } from './config/load.js';
+import { applyConfig, poolSettings, type ReloadReport } from './reload.js';
 import { KeypoolError } from './errors.js';
 import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
 import { ClientGate } from './clients/client-gate.js';
@@ -25,6 +27,10 @@ declare module 'fastify' {
     rooms: ReadonlyMap<string, WaitingRoom>;
     /** The proxy routes' handler: requests in flight, and a way to cut them at shutdown. */
     proxy: Proxy;
+    /** The config in force (it changes on reload). */
+    config: () => Config;
+    /** Applies a new, already validated config in place (see reload.ts). */
+    reload: (next: Config) => ReloadReport;
   }
 }
 
@@ -56,22 +62,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     deps.onPoolEvent?.(event);
   };
   const store = deps.store;
+  const newRuntime = (u: Upstream, c: Config): UpstreamRuntime => {
+    const pool = new KeyPool(u.name, u.keys, { ...poolSettings(u, c), random, listener, ledger: store });
+    return { pool, room: new WaitingRoom(pool, clock, c.queue.maxSize) };
+  };
   const runtimes = new Map<string, UpstreamRuntime>();
-  for (const u of config.upstreams) {
-    const pool = new KeyPool(u.name, u.keys, {
-      strategy: u.strategy,
-      random,
-      probeAfterMs: config.cooldown.probeAfterMs,
-      // A probe is over by the request deadline at the latest.
-      probeLeaseMs: config.retry.timeoutMs,
-      maxHeaderMs: config.cooldown.maxMs,
-      maxSessions: u.sticky?.maxSessions ?? 0,
-      listener,
-      ledger: store,
-    });
-    runtimes.set(u.name, { pool, room: new WaitingRoom(pool, clock, config.queue.maxSize) });
-  }
-  const agent = createUpstreamAgent({ connectTimeoutMs: config.retry.connectTimeoutMs });
+  for (const u of config.upstreams) runtimes.set(u.name, newRuntime(u, config));
+  const newAgent = (c: Config) => createUpstreamAgent({ connectTimeoutMs: c.retry.connectTimeoutMs });
+  let agent: Dispatcher = newAgent(config);
   const gate = config.clients === undefined ? undefined : new ClientGate(config.clients);
   const proxy = createProxy({ config, runtimes, agent, clock, random, logger, gate });
 
@@ -95,9 +93,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       }),
   });
   installHygiene(app);
-  app.decorate('pools', new Map([...runtimes].map(([name, r]) => [name, r.pool] as const)));
-  app.decorate('rooms', new Map([...runtimes].map(([name, r]) => [name, r.room] as const)));
+  const pools = new Map([...runtimes].map(([name, r]) => [name, r.pool] as const));
+  const rooms = new Map([...runtimes].map(([name, r]) => [name, r.room] as const));
+  app.decorate('pools', pools);
+  app.decorate('rooms', rooms);
   app.decorate('proxy', proxy);
+  let live = config;
+  app.decorate('config', () => live);
+  app.decorate('reload', (next: Config): ReloadReport => {
+    const target = { runtimes, pools, rooms, proxy, newRuntime, newAgent, setLogLevel: (level: Config['log']['level']) => (logger.level = level) };
+    const applied = applyConfig(target, live, next, agent);
+    agent = applied.agent;
+    live = next;
+    return applied.report;
+  });
 
   if (store) {
     replication = new Replication(app.pools, store, clock, logger);
@@ -105,7 +114,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.addHook('onReady', async () => sync.sync());
     app.addHook('onClose', async () => store.close());
   }
-  app.addHook('onClose', async () => agent.close());
+  app.addHook('onClose', async () => (agent as { close(): Promise<void> }).close());
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const error = toKeypoolError(err);
@@ -113,7 +122,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.code(error.status).headers(error.headers).send(error.toBody());
   });
   app.setNotFoundHandler((request, reply) => {
-    const prefixes = config.upstreams.map((u) => u.prefix).join(', ');
+    const prefixes = live.upstreams.map((u) => u.prefix).join(', ');
     const error = new KeypoolError(
       'keypool_route_not_found',
       `No upstream serves ${request.method} ${request.url.split('?')[0]}; configured prefixes: ${prefixes}.`,

@@ -2,7 +2,7 @@
 // keypool's command line: serve, check, demo, fake-upstream. Parses arguments, loads config, wires
 // the app and handles signals; everything else lives in the modules it calls.
 import { parseArgs } from 'node:util';
-import { loadConfigFile, type Config } from './config/load.js';
+import { loadConfigFile, type LoadResult } from './config/load.js';
 import { ConfigError } from './errors.js';
 
 const USAGE = `Usage:
@@ -48,7 +48,7 @@ function configPath(values: { config?: string | undefined }): string | undefined
   return values.config ?? process.env.KEYPOOL_CONFIG;
 }
 
-function loadOrExplain(file: string | undefined): { config: Config; warnings: string[] } | undefined {
+function loadOrExplain(file: string | undefined): LoadResult | undefined {
   if (file === undefined) {
     process.stderr.write('keypool: no config: pass --config FILE or set KEYPOOL_CONFIG\n');
     return undefined;
@@ -68,16 +68,17 @@ async function serveCommand(args: string[]): Promise<number> {
     options: { config: { type: 'string', short: 'c' }, port: { type: 'string', short: 'p' }, host: { type: 'string' } },
     strict: true,
   });
-  const loaded = loadOrExplain(configPath(values));
-  if (!loaded) return EXIT_USAGE;
-  const { config, warnings } = loaded;
+  const file = configPath(values);
+  const loaded = loadOrExplain(file);
+  if (!loaded || file === undefined) return EXIT_USAGE;
+  const { config, warnings, files } = loaded;
   const port = values.port === undefined ? config.server.port : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     process.stderr.write(`keypool: --port: expected a port number, got ${values.port}\n`);
     return EXIT_USAGE;
   }
   const { serve } = await import('./cli/serve.js');
-  return serve({ config, warnings, port, host: values.host ?? config.server.host });
+  return serve({ config, warnings, file, files, port, host: values.host ?? config.server.host });
 }
 
 async function check(args: string[]): Promise<number> {

@@ -4,11 +4,16 @@ import { buildApp } from '../app.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { createLogger } from '../logger.js';
+import { watchConfig } from './config-watch.js';
 import { handleSignals } from './shutdown.js';
 
 export interface ServeOptions {
   readonly config: Config;
   readonly warnings: readonly string[];
+  /** The config file, watched for changes (and re-read on SIGHUP). */
+  readonly file: string;
+  /** Key and token files the config names, watched too. */
+  readonly files: readonly string[];
   readonly port: number;
   readonly host: string;
 }
@@ -44,8 +49,19 @@ export async function serve(o: ServeOptions): Promise<number> {
   const state = config.state.file
     ? (await import('../state/state-file.js')).StateFile.open({ file: config.state.file, pools: app.pools, clock: systemClock, logger, flushDelayMs: config.state.flushDelayMs })
     : undefined;
+  const watcher = watchConfig(app, o.file, o.files, logger);
   const exited = new Promise<number>((resolve) => {
-    handleSignals({ app, logger, graceMs: config.server.shutdownGraceMs, flush: async () => state?.close(), exit: resolve });
+    handleSignals({
+      app,
+      logger,
+      graceMs: config.server.shutdownGraceMs,
+      flush: async () => {
+        watcher.close();
+        await state?.close();
+      },
+      exit: resolve,
+      onReload: () => void watcher.reload('SIGHUP'),
+    });
   });
   await app.listen({ port: o.port, host: o.host });
   logger.info({ upstreams: config.upstreams.map((u) => ({ name: u.name, prefix: u.prefix, keys: u.keys.length })) }, 'keypool ready');

@@ -39,6 +39,8 @@ export interface LoadResult {
   config: Config;
   /** Non-fatal findings, e.g. the same secret listed twice. Never contains a secret. */
   warnings: string[];
+  /** Files the config was read from besides the document itself (keysFromFile, tokenFile): a reload watches them. */
+  files: string[];
 }
 
 export function loadConfigFile(file: string, env: Env = process.env): LoadResult {
@@ -96,7 +98,12 @@ export function loadConfigObject(raw: unknown, env: Env = process.env): LoadResu
   if (problems.length > 0) throw new ConfigError(problems.join('\n'), problems);
 
   const config: Config = { ...parsed.data, upstreams, clients, admin };
-  return { config: deepFreeze(config), warnings };
+  const files = [
+    ...parsed.data.upstreams.flatMap((u) => (u.keysFromFile === undefined ? [] : [u.keysFromFile])),
+    ...(parsed.data.clients ?? []).flatMap((c) => (c.tokenFile === undefined ? [] : [c.tokenFile])),
+    ...(parsed.data.admin.tokenFile === undefined ? [] : [parsed.data.admin.tokenFile]),
+  ];
+  return { config: deepFreeze(config), warnings, files };
 }
 
 /**

@@ -68,8 +68,10 @@ export interface KeyTokens {
 }
 
 export interface KeyState {
-  readonly key: Key;
-  readonly index: number;
+  /** Replaced by a reload when the same secret comes back with other settings (name, weight, group, limits). */
+  key: Key;
+  /** Position in the pool's order; a reload may move it. */
+  index: number;
   /** The upstream rejected the key itself (401, or a 403 blaming it): unusable until `disabledUntil`. */
   disabled: DisableReason | undefined;
   disabledUntil: number;

@@ -21,6 +21,7 @@ import type { HeaderBag } from './rate-limit-headers.js';
 import { observeReport, readReport } from './rate-limit-report.js';
 import { restoreKey, restoreScopes, snapshotKey, snapshotScopes, type PoolSnapshot } from './pool-snapshot.js';
 import { StickySessions } from './sessions.js';
+import { ModelAnswers, type UpstreamAnswer } from './model-answers.js';
 import { SharedAdmission } from './shared-admission.js';
 import { applyFact, extend, factsOf, type SharedFact } from './shared-facts.js';
 import { STRATEGY, type ChoiceContext, type Strategy, type StrategyName } from './strategies.js';
@@ -47,19 +48,14 @@ export type PoolEvent =
     }
   | { type: 'disabled'; upstream: string; key: string; fingerprint: string; reason: DisableReason; until: number };
 
-/** An upstream's answer kept to be given again: status, its end-to-end headers, the (decoded) body. */
-export interface UpstreamAnswer {
-  readonly status: number;
-  readonly headers: Readonly<Record<string, string | string[]>>;
-  readonly body: string;
-}
-
-/** Models whose refusal is remembered (see `rememberAnswer`). */
-const MAX_ANSWERS = 64;
+export type { UpstreamAnswer } from './model-answers.js';
 
 export type { SharedFact } from './shared-facts.js';
 
 export type PoolListener = (event: PoolEvent) => void;
+
+/** What a reload may change about a pool (everything but its upstream name, listener and ledger). */
+export type PoolSettings = Pick<PoolOptions, 'strategy' | 'probeAfterMs' | 'probeLeaseMs' | 'maxSessions' | 'maxHeaderMs'>;
 
 export interface PoolOptions {
   /** @default "round_robin" */
@@ -94,23 +90,24 @@ const NO_REQUEST: AcquireRequest = Object.freeze({ demand: { model: '', tokens: 
 
 export class KeyPool {
   readonly upstream: string;
-  readonly #states: KeyState[];
-  readonly #strategy: Strategy;
+  #states: KeyState[];
+  #strategy: Strategy;
+  #strategyName: StrategyName;
   readonly #random: () => number;
-  readonly #probeAfterMs: number;
-  readonly #probeLeaseMs: number;
-  readonly #maxHeaderMs: number;
+  #probeAfterMs: number;
+  #probeLeaseMs: number;
+  #maxHeaderMs: number;
   readonly #listener: PoolListener | undefined;
   readonly #groups = new Map<string, Map<string, Scope>>();
-  readonly #sessions: StickySessions;
+  #sessions: StickySessions;
   readonly #watchers = new Set<() => void>();
-  readonly #byFingerprint: ReadonlyMap<string, KeyState>;
+  #byFingerprint: ReadonlyMap<string, KeyState>;
   readonly #admission: SharedAdmission | undefined;
   #cursor = 0;
   #usable: number;
   /** The earliest end of a disable: availability checks before it need not look at disables. */
   #nextEnableAt = Infinity;
-  readonly #answers = new Map<string, UpstreamAnswer>();
+  readonly #answers = new ModelAnswers();
   readonly #owner: LeaseOwner = {
     freeSlot: (s) => {
       s.inflight = Math.max(0, s.inflight - 1);
@@ -138,7 +135,8 @@ export class KeyPool {
   constructor(upstream: string, keys: readonly Key[], options: PoolOptions = {}) {
     this.upstream = upstream;
     this.#states = keys.map((k, i) => newKeyState(k, i));
-    this.#strategy = STRATEGY[options.strategy ?? 'round_robin'];
+    this.#strategyName = options.strategy ?? 'round_robin';
+    this.#strategy = STRATEGY[this.#strategyName];
     this.#random = options.random ?? Math.random;
     this.#probeAfterMs = options.probeAfterMs ?? 60_000;
     this.#probeLeaseMs = options.probeLeaseMs ?? 600_000;
@@ -383,24 +381,52 @@ export class KeyPool {
 
   /**
    * Remembers the upstream's own answer refusing a model (403/404 "no access to model"), to give to
-   * later requests for that model while no key may use it. Bounded: model names come from clients.
+   * later requests for that model while no key may use it.
    */
   rememberAnswer(model: string, answer: UpstreamAnswer): void {
-    this.#answers.delete(model);
-    this.#answers.set(model, answer);
-    if (this.#answers.size > MAX_ANSWERS) this.#answers.delete(this.#answers.keys().next().value as string);
+    this.#answers.remember(model, answer);
   }
 
   /** The remembered answer for the model, if every usable key is barred from it right now. */
   answerFor(model: string, now: number): UpstreamAnswer | undefined {
-    const answer = this.#answers.get(model);
-    if (answer === undefined) return undefined;
-    for (const s of this.#states) {
-      if (s.disabled !== undefined) continue;
-      const scope = s.scopes.get(model);
-      if (scope === undefined || scope.reason !== 'model_unavailable' || scope.cooldownUntil <= now) return undefined;
+    return this.#answers.forModel(model, this.#states, now);
+  }
+
+  /**
+   * Takes a new key list and settings in place (a config reload): a key whose secret stays keeps all its
+   * state (cooldowns, counts, slots in flight) under its new name and options; a new or changed secret
+   * starts clean; a removed key is no longer chosen (attempts in flight on it end normally). Sticky
+   * sessions are forgotten when the keys change. Returns what changed, by key name.
+   */
+  reconfigure(keys: readonly Key[], options: PoolSettings): { added: string[]; removed: string[]; kept: string[] } {
+    const before = this.#byFingerprint;
+    const states = keys.map((k, i) => {
+      const s = before.get(k.fingerprint) ?? newKeyState(k, i);
+      s.key = k;
+      s.index = i;
+      return s;
+    });
+    const now = new Set(keys.map((k) => k.fingerprint));
+    const added = keys.filter((k) => !before.has(k.fingerprint)).map((k) => k.name);
+    const removed = [...before.values()].filter((s) => !now.has(s.key.fingerprint)).map((s) => s.key.name);
+    const kept = keys.filter((k) => before.has(k.fingerprint)).map((k) => k.name);
+    this.#states = states;
+    this.#byFingerprint = new Map(states.map((s) => [s.key.fingerprint, s] as const));
+    this.#usable = states.filter((s) => s.disabled === undefined).length;
+    this.#nextEnableAt = Math.min(Infinity, ...states.filter((s) => s.disabled !== undefined).map((s) => s.disabledUntil));
+    for (const k of keys) if (k.options.group !== undefined && !this.#groups.has(k.options.group)) this.#groups.set(k.options.group, new Map());
+    this.#cursor = 0;
+    this.#strategyName = options.strategy ?? 'round_robin';
+    this.#strategy = STRATEGY[this.#strategyName];
+    this.#admission?.countInflightFor(this.#strategyName);
+    this.#probeAfterMs = options.probeAfterMs ?? this.#probeAfterMs;
+    this.#probeLeaseMs = options.probeLeaseMs ?? this.#probeLeaseMs;
+    this.#maxHeaderMs = options.maxHeaderMs ?? this.#maxHeaderMs;
+    if (added.length > 0 || removed.length > 0 || (options.maxSessions ?? 0) !== this.#sessions.capacity) {
+      this.#sessions = new StickySessions(options.maxSessions ?? 0);
     }
-    return answer;
+    this.#changed();
+    return { added, removed, kept };
   }
 
   /**

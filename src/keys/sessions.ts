@@ -11,6 +11,11 @@ export class StickySessions {
     this.#max = max;
   }
 
+  /** How many sessions it remembers at most. */
+  get capacity(): number {
+    return this.#max;
+  }
+
   get(id: string): KeyState | undefined {
     return this.#max > 0 ? this.#byId.get(id) : undefined;
   }

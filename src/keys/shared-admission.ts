@@ -27,7 +27,7 @@ export class SharedAdmission {
   readonly #upstream: string;
   readonly #ledger: Ledger;
   /** The strategy compares in-flight counts, so the store counts them across replicas. */
-  readonly #countInflight: boolean;
+  #countInflight: boolean;
   readonly #host: AdmissionHost;
   /** Responses seen, and how many carried rate-limit headers (an upstream may send none). */
   #responses = 0;
@@ -78,6 +78,11 @@ export class SharedAdmission {
       this.#refused(s, demand, r.why, r.until, now);
       return false;
     });
+  }
+
+  /** A reload changed the strategy: the store counts slots across replicas only where the strategy reads them. */
+  countInflightFor(strategy: string): void {
+    this.#countInflight = strategy === 'least_inflight' || strategy === 'headroom';
   }
 
   /** A response came back; `report` is what its rate-limit headers said, if anything. */

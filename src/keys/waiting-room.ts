@@ -37,7 +37,7 @@ interface Waiter {
 export class WaitingRoom {
   readonly #pool: RoomPool;
   readonly #clock: Clock;
-  readonly #maxSize: number;
+  #maxSize: number;
   readonly #queues = new RoomQueues<Waiter>();
   /** Bumped by every pool change: what the room learnt about the pool holds while it stands. */
   #gen = 0;
@@ -52,6 +52,11 @@ export class WaitingRoom {
   #cancelTimer: (() => void) | undefined;
   #timerAt = Infinity;
   readonly metrics: WaitingRoomMetrics = { deferred: 0, served: 0, timedOut: 0, rejectedFull: 0, servedWhileFull: 0, noKeys: 0, waitMsTotal: 0 };
+
+  /** A reload changed queue.maxSize: it bounds arrivals from now on; nobody waiting is sent away. */
+  setMaxSize(n: number): void {
+    this.#maxSize = n;
+  }
 
   constructor(pool: RoomPool, clock: Clock, maxSize: number) {
     this.#pool = pool;

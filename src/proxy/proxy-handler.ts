@@ -54,15 +54,21 @@ export interface Proxy {
   closing: boolean;
   /** Told of every proxied request once it is over (metrics, the admin view). */
   onRequest(fn: RequestListener): void;
+  /**
+   * A reload: new requests are routed and served by the new config, pools and gate from now on; requests
+   * in flight finish with what they started with.
+   */
+  reconfigure(next: Pick<ProxyDeps, 'config' | 'runtimes' | 'gate' | 'agent'>): void;
 }
 
 
 export function createProxy(deps: ProxyDeps): Proxy {
   // Longest prefix first, so /v1/anthropic wins over /v1.
   const listeners: RequestListener[] = [];
-  const handlers = [...deps.config.upstreams]
-    .sort((a, b) => b.prefix.length - a.prefix.length)
-    .map((u) => upstreamHandler(u, deps, listeners));
+  const build = (d: ProxyDeps): UpstreamHandler[] =>
+    [...d.config.upstreams].sort((a, b) => b.prefix.length - a.prefix.length).map((u) => upstreamHandler(u, d, listeners));
+  let current = deps;
+  let handlers = build(deps);
   const active = new Set<Active>();
   return {
     closing: false,
@@ -78,7 +84,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
         return;
       }
       h.run(req, res, active).catch((err: unknown) => {
-        deps.logger.error({ err }, 'proxy handler failed');
+        current.logger.error({ err }, 'proxy handler failed');
         if (!res.headersSent) sendError(res, new KeypoolError('keypool_internal_error', 'Internal error in keypool.'), 0);
         else res.destroy();
       });
@@ -88,6 +94,10 @@ export function createProxy(deps: ProxyDeps): Proxy {
     },
     onRequest(fn) {
       listeners.push(fn);
+    },
+    reconfigure(next) {
+      current = { ...current, ...next };
+      handlers = build(current);
     },
     cutAll(reason) {
       const n = active.size;

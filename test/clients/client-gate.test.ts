@@ -9,6 +9,7 @@ import { ClientGate } from '../../src/clients/client-gate.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import { startFakeUpstream, type FakeUpstream } from '../../src/fake-upstream/server.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/wait.js';
 
 const POOL_KEY = 'sk-pool-key-for-gate-0001';
 const A = 'tok-agent-a-0123456789abcdef';
@@ -131,9 +132,10 @@ describe('the proxy with clients', () => {
 
   it('holds a client to its concurrency, apart from other clients', async () => {
     const { upstream, proxy } = await setup([{ name: 'agent-a', token: A, maxConcurrent: 1 }, { name: 'agent-b', token: B }]);
-    upstream.setDefault(POOL_KEY, { kind: 'ok', delayMs: 200 });
+    upstream.script(POOL_KEY, { kind: 'ok', delayMs: 1500 });
     const first = call(proxy, { authorization: `Bearer ${A}` });
-    await new Promise((r) => setTimeout(r, 50));
+    // In flight once the upstream has it (not after a guessed delay).
+    await waitFor(() => upstream.requests.length === 1);
     const second = await call(proxy, { authorization: `Bearer ${A}` });
     expect(second.status).toBe(429);
     expect(JSON.parse(second.text).error.code).toBe('keypool_client_limit');
