@@ -145,7 +145,8 @@ export class RedisLedger {
 
   /** After any gap: this replica is alive, and Redis holds exactly its slots; then what waited goes. */
   async resync(): Promise<void> {
-    await Promise.all([this.#beat(), this.#resetSlots()]);
+    // The reset first: the heartbeat right behind it refreshes the rewritten hash's TTL too.
+    await Promise.all([this.#resetSlots(), this.#beat()]);
     await this.flush(true);
   }
 

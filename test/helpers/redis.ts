@@ -90,18 +90,24 @@ export interface RedisRelay {
    */
   holdAnswers(which?: (l: RelayLink) => boolean): void;
   releaseAnswers(): void;
+  /** Keeps SUBSCRIBE commands (and what follows them on their connection) from reaching Redis until `releaseSubscribes`. */
+  holdSubscribes(): void;
+  releaseSubscribes(): void;
   links(): RelayLink[];
   close(): Promise<void>;
 }
 
 export async function startRelay(target: { port: number }, o: { accepting?: boolean } = {}): Promise<RedisRelay> {
   let accepting = o.accepting ?? true;
+  let holdingSubscribes = false;
   interface Link extends RelayLink {
     subscriber: boolean;
     readonly client: Socket;
     readonly server: Socket;
     holding: boolean;
     readonly held: Buffer[];
+    /** Client data kept back (a held SUBSCRIBE and what came after it). */
+    readonly heldIn: Buffer[];
   }
   const links = new Set<Link>();
   const server = createServer((client) => {
@@ -110,7 +116,7 @@ export async function startRelay(target: { port: number }, o: { accepting?: bool
       return;
     }
     const upstream = connect(target.port, '127.0.0.1');
-    const link: Link = { subscriber: false, client, server: upstream, holding: false, held: [] };
+    const link: Link = { subscriber: false, client, server: upstream, holding: false, held: [], heldIn: [] };
     links.add(link);
     const drop = (): void => {
       links.delete(link);
@@ -119,7 +125,8 @@ export async function startRelay(target: { port: number }, o: { accepting?: bool
     };
     client.on('data', (d: Buffer) => {
       if (!link.subscriber && /subscribe/i.test(d.toString('latin1'))) link.subscriber = true;
-      upstream.write(d);
+      if (link.heldIn.length > 0 || (holdingSubscribes && link.subscriber)) link.heldIn.push(d);
+      else upstream.write(d);
     });
     upstream.on('data', (d: Buffer) => {
       if (link.holding) link.held.push(d);
@@ -152,6 +159,11 @@ export async function startRelay(target: { port: number }, o: { accepting?: bool
         l.holding = false;
         for (const d of l.held.splice(0)) l.client.write(d);
       }
+    },
+    holdSubscribes: () => void (holdingSubscribes = true),
+    releaseSubscribes: () => {
+      holdingSubscribes = false;
+      for (const l of links) for (const d of l.heldIn.splice(0)) l.server.write(d);
     },
     links: () => [...links],
     close: async () => {

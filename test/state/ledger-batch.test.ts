@@ -101,4 +101,15 @@ describe('LedgerBatch slots', () => {
     b.dropPending();
     expect(b.drain(true).slice(0, 5)).toEqual([0, 1, 'u', 'fp:successes', 1]);
   });
+
+  it('keeps the newest report per key and model: a later one at an equal mark replaces, an older one does not', () => {
+    const b = new LedgerBatch();
+    const report = (requests: number, remaining: number) =>
+      b.report({ upstream: 'u', fingerprint: 'fp', model: 'm', mark: { requests, tokens: 0 }, requests: { limit: 10, remaining, resetAt: 5, period: 5 }, tokens: undefined, now: 0 });
+    report(3, 7);
+    report(3, 6);
+    report(2, 9);
+    const args = b.drain(false);
+    expect(args.slice(2)).toEqual([1, 'u', 'fp', 'm', '3,0,10,6,5,5,,,,']);
+  });
 });

@@ -121,4 +121,27 @@ describe.skipIf(!available)('a replica and Redis that come and go', () => {
     await b.publish(next);
     await waitFor(() => cooledUntil(pool, 0, 'gpt-4o-mini') === next.until);
   });
+
+  it('the channel is subscribed before the facts are loaded: a fact published in between is not lost', async () => {
+    const prefix = `o${Math.random().toString(36).slice(2)}:`;
+    const relay = await startRelay(redis);
+    closers.push(() => relay.close());
+    relay.holdSubscribes();
+    const a = new RedisStore({ url: relay.url, prefix, logger: createLogger('silent'), replicaTimeoutMs: 2_000 });
+    closers.push(() => a.close());
+    const connecting = a.connect();
+    // Commands go through, the subscription does not (yet).
+    await waitFor(() => a.healthy && relay.links().some((l) => l.subscriber));
+    const { config } = loadConfigObject({ upstreams: [{ name: 'openai', baseUrl: 'http://127.0.0.1:9/v1', keys: ['sk-cold-ddddddddddddddd4'] }] }, {});
+    const app = await buildApp({ config, logger: createLogger('silent'), store: a });
+    closers.push(() => app.close());
+    await app.ready();
+    const pool = app.pools.get('openai')!;
+    const b = await store(redis.url, prefix);
+    const between = cooldown(pool.states()[0]!.key.fingerprint, 'gpt-4o');
+    await b.publish(between);
+    relay.releaseSubscribes();
+    await connecting;
+    await waitFor(() => cooledUntil(pool, 0, 'gpt-4o') === between.until);
+  });
 });

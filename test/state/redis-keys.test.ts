@@ -129,10 +129,32 @@ describe.skipIf(!available)('Redis keys', () => {
   it('the fact index forgets expired facts', async () => {
     const prefix = 'idx:';
     const a = await open(prefix);
+    // A long fact keeps the index itself alive meanwhile.
+    await a.publish(cooldown('fplong01'));
     for (let i = 0; i < 20; i++) await a.publish(cooldown(`fpshort${String(i).padStart(2, '0')}`, 50));
     await new Promise((r) => setTimeout(r, 100));
-    await a.publish(cooldown('fplong01'));
-    expect(await admin.zcard(`${prefix}facts`)).toBe(1);
-    expect(await a.load()).toEqual([expect.objectContaining({ fingerprint: 'fplong01' })]);
+    await a.publish(cooldown('fplong02'));
+    expect(await admin.zcard(`${prefix}facts`)).toBe(2);
+    expect((await a.load()).map((f) => f.fingerprint).sort()).toEqual(['fplong01', 'fplong02']);
+  });
+
+  it('load pages through the index: every fact of a large pool, once', async () => {
+    const prefix = 'many:';
+    const a = await open(prefix);
+    const n = 1_234;
+    await Promise.all(Array.from({ length: n }, (_, i) => a.publish(cooldown(`fp${String(i).padStart(6, '0')}`))));
+    const loaded = await (await open(prefix)).load();
+    expect(loaded).toHaveLength(n);
+    expect(new Set(loaded.map((f) => f.fingerprint)).size).toBe(n);
+  });
+
+  it('a replica that leaves takes its slots and its heartbeat with it', async () => {
+    const prefix = 'leave:';
+    const a = await open(prefix);
+    await a.take({ upstream: 'openai', fingerprint: 'fpleave1', model: 'm', tokens: 1, limits: { maxConcurrent: 1 }, now: Date.now() }).answer;
+    expect((await keysUnder(prefix)).filter((k) => k.startsWith(`${prefix}slots:`))).toHaveLength(1);
+    await a.close();
+    expect((await keysUnder(prefix)).filter((k) => k.startsWith(`${prefix}slots:`))).toEqual([]);
+    expect(await admin.zcard(`${prefix}replicas`)).toBe(0);
   });
 });

@@ -118,6 +118,45 @@ describe.skipIf(!available)('RedisStore through an outage', () => {
     await a.flush();
     expect(await b.take(one('fpA')).answer).toMatchObject({ ok: true, inflight: 1 });
   });
+
+  it('a release of a slot Redis already reclaimed frees nothing', async () => {
+    const redis = await startRedis();
+    cleanups.push(() => redis.kill());
+    const prefix = `r${Math.random().toString(36).slice(2)}:`;
+    const a = await store(redis.url, prefix);
+    const held = a.take(take('fpA'));
+    expect(await held.answer).toMatchObject({ ok: true });
+    // a was silent past the replica timeout (a long pause): its slot hash expired.
+    const admin = new Redis(redis.url);
+    try {
+      for (const k of await admin.keys(`${prefix}slots:*`)) await admin.del(k);
+    } finally {
+      admin.disconnect();
+    }
+    held.release(undefined);
+    await a.flush();
+    const b = await store(redis.url, prefix);
+    expect(await b.take(take('fpA')).answer).toMatchObject({ ok: true, inflight: 1 });
+    expect(await b.take(take('fpA')).answer).toMatchObject({ ok: true, inflight: 2 });
+    expect(await b.take(take('fpA')).answer).toMatchObject({ ok: false, why: 'slots' });
+  });
+
+  it('a command that times out on a live connection: local until Redis answers a PING, then a resync', async () => {
+    const redis = await startRedis();
+    cleanups.push(() => redis.kill());
+    const relay = await startRelay(redis);
+    cleanups.push(() => relay.close());
+    const a = await store(relay.url, `p${Math.random().toString(36).slice(2)}:`);
+    const resynced = counter(a);
+    relay.holdAnswers((l) => !l.subscriber);
+    const slow = a.take(one('fpA'));
+    expect(await slow.answer).toEqual({ ok: 'local' });
+    expect(a.healthy).toBe(false);
+    relay.releaseAnswers();
+    // The connection never closed: no 'ready' comes; the PING brings the store back.
+    await waitFor(() => a.healthy && resynced() === 1, 10_000);
+    expect(relay.links()).toHaveLength(2);
+  });
 });
 
 const one = (fingerprint: string): TakeRequest => ({ ...take(fingerprint), limits: { maxConcurrent: 1 } });

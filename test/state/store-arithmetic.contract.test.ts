@@ -73,6 +73,20 @@ describe.each(stores)('StateStore arithmetic: %s', (_name, make, available) => {
     const first = await at(h, 'q2', 0, { limits: { rpm: 1 } });
     await report(h, 'q2', first, { requests: { limit: 5, remaining: 0, resetAt: t0 + 2 * W, period: W } });
     expect(await at(h, 'q2', 1, { limits: { rpm: 1 } })).toEqual({ ok: false, why: 'requests', until: t0 + 2 * W });
+    // rpm and the requests bucket end together: rpm; the requests and the tokens bucket together: requests.
+    const q3 = await at(h, 'q3', 0, { limits: { rpm: 1 } });
+    await report(h, 'q3', q3, { requests: { limit: 5, remaining: 0, resetAt: t0 + W, period: W }, tokens: { limit: 5, remaining: 0, resetAt: t0 + W, period: W } });
+    expect(await at(h, 'q3', 1, { limits: { rpm: 1 } })).toEqual({ ok: false, why: 'rpm', until: t0 + W });
+    expect(await at(h, 'q3', 2)).toEqual({ ok: false, why: 'requests', until: t0 + W });
+  });
+
+  run('a bucket with a limit of 0 lets one request through at its reset, then refuses for a period', async () => {
+    const h = await start();
+    const first = await at(h, 'z1', 0);
+    await report(h, 'z1', first, { requests: { limit: 0, remaining: 0, resetAt: t0 + 100, period: 1_000 } });
+    expect(await at(h, 'z1', 1)).toEqual({ ok: false, why: 'requests', until: t0 + 100 });
+    expect(await at(h, 'z1', 100)).toMatchObject({ ok: true, requests: { limit: 0, remaining: -1, resetAt: t0 + 1_100 } });
+    expect(await at(h, 'z1', 101)).toEqual({ ok: false, why: 'requests', until: t0 + 1_100 });
   });
 
   run('a requests bucket: what is left counts every replica since the report; remaining 0 refuses until exactly resetAt, then one period starts', async () => {
@@ -106,7 +120,7 @@ describe.each(stores)('StateStore arithmetic: %s', (_name, make, available) => {
     const resetAt = t0 + 5_000;
     const first = await at(h, 't1', 0, { tokens: 10 });
     await report(h, 't1', first, { tokens: { limit: 1_000, remaining: 100, resetAt, period: W } });
-    expect(await at(h, 't1', 1, { tokens: 100 })).toMatchObject({ ok: true, tokens: { limit: 1_000, remaining: 0, resetAt } });
+    expect(await at(h, 't1', 1, { tokens: 100 })).toMatchObject({ ok: true, tokens: { limit: 1_000, remaining: 0, resetAt, period: W } });
     expect(await at(h, 't1', 2, { tokens: 1 })).toEqual({ ok: false, why: 'tokens', until: resetAt });
     // At the reset the bucket is full: a demand of 5,000 against a limit of 1,000 may go (or it never would).
     expect(await at(h, 't1', resetAt - t0, { tokens: 5_000 })).toMatchObject({ ok: true, tokens: { remaining: -4_000, resetAt: resetAt + W } });

@@ -2,7 +2,7 @@
 // answer and its attempt's end arrive in, and whatever other takes of the same key do meanwhile.
 // (A take that failed on Redis and was served alone: redis-store.test.ts, it needs a broken network.)
 import { describe, expect, it } from 'vitest';
-import { contractStores, takeReq } from './contract-harness.js';
+import { REPLICA_TIMEOUT_MS, contractStores, takeReq } from './contract-harness.js';
 
 const stores = contractStores();
 
@@ -79,5 +79,25 @@ describe.each(stores)('StateStore slots: %s', (_name, make, available) => {
     untracked.release('successes');
     await h.settle();
     expect(await h.b.take(takeReq(h, { limits: one })).answer).toMatchObject({ ok: false, why: 'slots' });
+    // Nor do they count against a limit: another key, one untracked take in flight, its only slot free.
+    expect(await h.a.take(takeReq(h, { fingerprint: 'fp000009', countInflight: false })).answer).toMatchObject({ ok: true });
+    expect(await h.b.take(takeReq(h, { fingerprint: 'fp000009', limits: one })).answer).toMatchObject({ ok: true, inflight: 1 });
+  });
+
+  run('maxConcurrent tracks slots by itself, whatever the strategy', async () => {
+    const h = await make();
+    const held = h.a.take(takeReq(h, { limits: one, countInflight: false }));
+    expect(await held.answer).toMatchObject({ ok: true, inflight: 1 });
+    expect(await h.b.take(takeReq(h, { limits: one, countInflight: false })).answer).toMatchObject({ ok: false, why: 'slots' });
+    held.release(undefined);
+    await h.settle();
+    expect(await h.b.take(takeReq(h, { limits: one, countInflight: false })).answer).toMatchObject({ ok: true, inflight: 1 });
+  });
+
+  run('the slots of a live replica keep counting past the replica timeout', async () => {
+    const h = await make();
+    expect(await h.a.take(takeReq(h, { limits: one })).answer).toMatchObject({ ok: true });
+    await h.pass(REPLICA_TIMEOUT_MS * 1.5);
+    expect(await h.b.take(takeReq(h, { limits: one, now: h.now() })).answer).toMatchObject({ ok: false, why: 'slots' });
   });
 });

@@ -43,13 +43,16 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
     expect(h.a.healthy).toBe(true);
   });
 
-  run('cooldowns only extend: a shorter one is neither stored nor sent', async () => {
+  run('cooldowns only extend: a shorter, equal or past one is neither stored nor sent', async () => {
     const h = await make();
     const heard: StoredFact[] = [];
     h.b.subscribe((f) => heard.push(f));
     const long = cool(h, 60_000);
     await h.a.publish(long);
+    await h.a.publish(long);
     await h.a.publish(cool(h, 5_000));
+    // Already over: nothing to tell anyone.
+    await h.a.publish(cool(h, -1, 'past'));
     await waitFor(() => heard.length >= 1);
     await sleep(30);
     expect(heard).toEqual([long]);
@@ -176,7 +179,13 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
     const h = await make();
     const limits = { maxConcurrent: 1 };
     expect(await h.a.take(takeReq(h, { limits })).answer).toMatchObject({ ok: true });
+    const heard: StoredFact[] = [];
+    h.a.subscribe((f) => heard.push(f));
     h.a.abandon();
+    // A crashed replica hears nothing more.
+    await h.b.publish(cool(h, 60_000));
+    await sleep(30);
+    expect(heard).toEqual([]);
     expect(await h.b.take(takeReq(h, { limits })).answer).toMatchObject({ ok: false, why: 'slots' });
     await h.pass(REPLICA_TIMEOUT_MS + 150);
     expect(await h.b.take(takeReq(h, { limits, now: h.now() })).answer).toMatchObject({ ok: true, inflight: 1 });
