@@ -52,8 +52,6 @@ export interface StateStore extends FactStore, Ledger {
  * a store is given `disabledTtlMs`.
  */
 export const DEFAULT_DISABLED_TTL_MS = 24 * 3_600_000;
-/** Hand-set rpm/tpm windows are fixed minutes, as in the pool. */
-export { WINDOW_MS as LEDGER_WINDOW_MS } from '../keys/windows.js';
 /** A replica not heard from for this long is presumed dead: its in-flight slots stop counting. */
 export const DEFAULT_REPLICA_TIMEOUT_MS = 5_000;
 
