@@ -42,7 +42,7 @@ export async function serve(o: ServeOptions): Promise<number> {
   for (const w of o.warnings) logger.warn(w);
   // Loaded only when configured: ioredis alone adds megabytes to every process that never uses it.
   const store = config.state.redis
-    ? new (await import('../state/redis-store.js')).RedisStore({ ...config.state.redis, logger })
+    ? new (await import('../state/redis-store.js')).RedisStore({ ...config.state.redis, disabledTtlMs: config.cooldown.disabledMs, logger })
     : undefined;
   await store?.connect();
   const app = await buildApp({ config, logger, store });

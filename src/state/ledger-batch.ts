@@ -1,19 +1,27 @@
 // What a Redis replica owes the store between round trips: slot releases, usage counts and rate-limit
 // reports wait here to ride along with the next take (usage: the next per-second flush), so an attempt
-// costs one round trip. It also keeps this replica's own slot count, the truth Redis is reset to after
-// an outage or a call whose answer was lost. Pure bookkeeping: no timers, no I/O (redis-store.ts has those).
-import type { BucketReport, ReportRequest, UsageCounter } from './store.js';
+// costs one round trip. It also keeps the slot of every take (a Claim), and so this replica's own slot
+// count: the truth Redis is reset to after an outage, a call whose answer was lost, or a resync. Pure
+// bookkeeping: no timers, no I/O (redis-ledger.ts has those).
+import type { Arg } from './redis-scripts.js';
+import type { BucketReport, ReportRequest } from './store.js';
 
-/** One attempt's end, as the batch counts it. */
-export interface ReleaseRequest {
+/**
+ * The slot of one take whose key's slots are tracked. `asking`: sent, not answered yet; `held`: this
+ * replica holds it (granted, or served alone while Redis was away); `none`: it holds nothing (refused,
+ * or released).
+ */
+export interface Claim {
   readonly upstream: string;
   readonly fingerprint: string;
-  readonly outcome: UsageCounter | undefined;
   /** The key's limit, so a release that frees a slot of a full key can tell the others. */
   readonly maxConcurrent: number | undefined;
+  phase: 'asking' | 'held' | 'none';
+  /** Its attempt is over (the release may come before the answer). */
+  ended: boolean;
+  /** The reset count when it was sent: a reset since then wrote it to Redis as held. */
+  readonly resets: number;
 }
-
-export type Arg = string | number;
 
 interface PendingRelease {
   readonly upstream: string;
@@ -23,70 +31,78 @@ interface PendingRelease {
 }
 
 export class LedgerBatch {
-  /** This replica's slots by "<upstream>|<fp>". */
+  /** This replica's held slots by "<upstream>|<fp>". */
   readonly #held = new Map<string, number>();
-  /** Takes of a slot sent and not answered yet, by field. */
+  /** Claims sent and not answered, by field. */
   readonly #asking = new Map<string, number>();
-  /**
-   * Releases that came before their take's answer (an attempt not waiting for the store can end first),
-   * by field; never more than `#asking`. A grant then releases at once, so no slot is left behind.
-   */
-  readonly #owed = new Map<string, number>();
+  /** Resets of this replica's slots in Redis so far. */
+  #resets = 0;
   readonly #releases = new Map<string, PendingRelease>();
   /** Usage increments by "<upstream>\n<fp>:<counter>". */
   readonly #usage = new Map<string, number>();
   /** The newest report per key and model (by mark). */
   readonly #reports = new Map<string, ReportRequest>();
 
-  /** A slot was taken (in Redis, or alone while Redis was away). */
-  hold(upstream: string, fingerprint: string): void {
-    bump(this.#held, `${upstream}|${fingerprint}`, 1);
+  /** A take of a slot goes to Redis. */
+  ask(upstream: string, fingerprint: string, maxConcurrent: number | undefined): Claim {
+    bump(this.#asking, `${upstream}|${fingerprint}`, 1);
+    return { upstream, fingerprint, maxConcurrent, phase: 'asking', ended: false, resets: this.#resets };
   }
 
-  /** A take of a slot is on its way to Redis. */
-  asked(upstream: string, fingerprint: string): void {
-    bump(this.#asking, `${upstream}|${fingerprint}`, 1);
+  /** A slot taken without Redis (it was away): held, and written to Redis when it returns. */
+  hold(upstream: string, fingerprint: string, maxConcurrent: number | undefined): Claim {
+    bump(this.#held, `${upstream}|${fingerprint}`, 1);
+    return { upstream, fingerprint, maxConcurrent, phase: 'held', ended: false, resets: this.#resets };
   }
 
   /**
-   * The take's answer: a granted slot is held, or released at once when its attempt already ended.
-   * A refused or failed take holds nothing (an outage resets Redis to `heldPairs`). Returns whether a
-   * release was queued.
+   * Redis answered the claim's take. A grant is held, or released at once when its attempt already
+   * ended. A refusal holds nothing; but if a reset since it was sent wrote it as held, that slot is given
+   * back. Returns whether a release was queued.
    */
-  answered(upstream: string, fingerprint: string, granted: boolean, maxConcurrent: number | undefined): boolean {
-    const field = `${upstream}|${fingerprint}`;
-    const asking = bump(this.#asking, field, -1);
-    const owed = this.#owed.get(field) ?? 0;
-    if (granted && owed > 0) {
-      bump(this.#owed, field, -1);
-      this.#queueRelease(upstream, fingerprint, maxConcurrent);
+  answered(c: Claim, granted: boolean): boolean {
+    if (c.phase !== 'asking') return false;
+    bump(this.#asking, field(c), -1);
+    c.phase = 'none';
+    if (granted && !c.ended) {
+      c.phase = 'held';
+      bump(this.#held, field(c), 1);
+      return false;
+    }
+    if (granted || c.resets !== this.#resets) {
+      this.#queueRelease(c);
       return true;
     }
-    // Which attempt a refused take belonged to is not known: keep owed within what may still be granted.
-    if (owed > asking) bump(this.#owed, field, asking - owed);
-    if (granted) bump(this.#held, field, 1);
     return false;
   }
 
-  /** Counts the outcome; queues the slot's release if this replica holds one. Returns whether it did. */
-  release(req: ReleaseRequest): boolean {
-    if (req.outcome !== undefined) this.count(req.upstream, `${req.fingerprint}:${req.outcome}`);
-    const field = `${req.upstream}|${req.fingerprint}`;
-    if ((this.#held.get(field) ?? 0) === 0) {
-      // No slot held: none was taken (slots untracked, a refusal), or its take is still unanswered.
-      if ((this.#owed.get(field) ?? 0) < (this.#asking.get(field) ?? 0)) bump(this.#owed, field, 1);
-      return false;
-    }
-    bump(this.#held, field, -1);
-    this.#queueRelease(req.upstream, req.fingerprint, req.maxConcurrent);
+  /**
+   * The claim's take failed (timeout, lost connection): it may or may not have landed. Its attempt is
+   * served alone, so the slot is held, and the reset that follows every failure writes it to Redis.
+   */
+  failed(c: Claim): void {
+    if (c.phase !== 'asking') return;
+    bump(this.#asking, field(c), -1);
+    c.phase = c.ended ? 'none' : 'held';
+    if (!c.ended) bump(this.#held, field(c), 1);
+  }
+
+  /** The claim's attempt is over: its slot is released if held, or once its answer grants one. Returns whether a release was queued. */
+  release(c: Claim): boolean {
+    if (c.ended) return false;
+    c.ended = true;
+    if (c.phase !== 'held') return false;
+    c.phase = 'none';
+    bump(this.#held, field(c), -1);
+    this.#queueRelease(c);
     return true;
   }
 
-  #queueRelease(upstream: string, fingerprint: string, maxConcurrent: number | undefined): void {
-    const field = `${upstream}|${fingerprint}`;
-    const pending = this.#releases.get(field);
+  #queueRelease(c: Claim): void {
+    const f = field(c);
+    const pending = this.#releases.get(f);
     if (pending !== undefined) pending.n++;
-    else this.#releases.set(field, { upstream, fingerprint, n: 1, maxConcurrent });
+    else this.#releases.set(f, { upstream: c.upstream, fingerprint: c.fingerprint, n: 1, maxConcurrent: c.maxConcurrent });
   }
 
   count(upstream: string, field: string): void {
@@ -115,6 +131,7 @@ export class LedgerBatch {
         const nl = k.indexOf('\n');
         args.push(k.slice(0, nl), k.slice(nl + 1), n);
       }
+      this.#usage.clear();
     } else {
       args.push(0);
     }
@@ -122,31 +139,43 @@ export class LedgerBatch {
     for (const r of this.#reports.values()) {
       args.push(r.upstream, r.fingerprint, r.model, `${r.mark.requests},${r.mark.tokens},${bucketText(r.requests)},${bucketText(r.tokens)}`);
     }
-    this.drop(withUsage);
+    this.#releases.clear();
+    this.#reports.clear();
     return args;
   }
 
-  /** Lets go of what is pending (Redis is away: slots are rewritten from `heldPairs` when it returns). */
-  drop(withUsage: boolean): void {
+  /**
+   * Redis is away: pending releases and reports go (slots are rewritten from `reset` when it returns;
+   * reports are only worth their moment). Usage counts stay, summed, until Redis takes them.
+   */
+  dropPending(): void {
     this.#releases.clear();
     this.#reports.clear();
-    if (withUsage) this.#usage.clear();
   }
 
-  /** This replica's slots as field, count pairs. */
-  heldPairs(): Arg[] {
+  /**
+   * This replica's slots as field, count pairs, for a reset of what Redis holds for it: the held ones
+   * and the unanswered takes (sent before the reset, they land before it). Pending releases are already
+   * out of the count and go.
+   */
+  reset(): Arg[] {
+    this.#resets++;
+    this.#releases.clear();
+    const n = new Map(this.#held);
+    for (const [f, k] of this.#asking) bump(n, f, k);
     const pairs: Arg[] = [];
-    for (const [field, n] of this.#held) pairs.push(field, n);
+    for (const [f, k] of n) pairs.push(f, k);
     return pairs;
   }
 }
 
-/** Adds `d` to a count, deleting it at zero (maps stay as small as what is outstanding); the new count. */
-function bump(m: Map<string, number>, field: string, d: number): number {
+const field = (c: Claim): string => `${c.upstream}|${c.fingerprint}`;
+
+/** Adds `d` to a count, deleting it at zero (maps stay as small as what is outstanding). */
+function bump(m: Map<string, number>, field: string, d: number): void {
   const n = Math.max(0, (m.get(field) ?? 0) + d);
   if (n === 0) m.delete(field);
   else m.set(field, n);
-  return n;
 }
 
 function bucketText(b: BucketReport | undefined): string {

@@ -4,8 +4,8 @@
 import type { KeyStats } from '../keys/key-state.js';
 import { countWindow, left, requestsShortUntil, roll, tokensShortUntil, windowFullUntil, type Bucket, type Window } from '../keys/windows.js';
 import {
+  DEFAULT_DISABLED_TTL_MS,
   DEFAULT_REPLICA_TIMEOUT_MS,
-  LEDGER_WINDOW_MS,
   expiryOf,
   factId,
   type BucketReport,
@@ -42,6 +42,13 @@ interface Replica {
 export interface MemoryStoreClient extends StateStore {
   /** Stops as a crashed process would: no release, no goodbye; its slots count until it times out. */
   abandon(): void;
+  /** Nothing waits here to be sent (as RedisStore.flush, for tests that run against both). */
+  flush(): Promise<void>;
+}
+
+export interface MemoryHubOptions {
+  /** How long a disabled key stays disabled. @default 86400000 (24 h) */
+  readonly disabledTtlMs?: number | undefined;
 }
 
 export class MemoryHub {
@@ -52,10 +59,12 @@ export class MemoryHub {
   readonly #usage = new Map<string, Map<string, Partial<KeyStats>>>();
   readonly #now: () => number;
   readonly #replicaTimeoutMs: number;
+  readonly #disabledTtlMs: number;
 
-  constructor(now: () => number = Date.now, replicaTimeoutMs = DEFAULT_REPLICA_TIMEOUT_MS) {
+  constructor(now: () => number = Date.now, replicaTimeoutMs = DEFAULT_REPLICA_TIMEOUT_MS, o: MemoryHubOptions = {}) {
     this.#now = now;
     this.#replicaTimeoutMs = replicaTimeoutMs;
+    this.#disabledTtlMs = o.disabledTtlMs ?? DEFAULT_DISABLED_TTL_MS;
   }
 
   client(): MemoryStoreClient {
@@ -70,7 +79,7 @@ export class MemoryHub {
       async publish(fact) {
         beat();
         const now = hub.#now();
-        const expiresAt = expiryOf(fact, now);
+        const expiresAt = expiryOf(fact, now, hub.#disabledTtlMs);
         const id = factId(fact);
         const held = hub.#facts.get(id);
         if (expiresAt <= now || (held !== undefined && held.expiresAt > now && held.expiresAt >= expiresAt)) return;
@@ -101,8 +110,8 @@ export class MemoryHub {
             released = true;
             beat();
             if (outcome !== undefined) hub.#count(req.upstream, req.fingerprint, outcome);
-            // A refused take holds no slot: its release frees nobody else's.
-            if (result.ok === true) hub.#release(req.upstream, req.fingerprint, req.limits.maxConcurrent, me);
+            // A refused or untracked take holds no slot: its release frees nobody else's.
+            if (result.ok === true && result.inflight !== undefined) hub.#release(req.upstream, req.fingerprint, req.limits.maxConcurrent, me);
           },
         };
       },
@@ -119,6 +128,9 @@ export class MemoryHub {
       },
       async usage(upstream) {
         return Object.fromEntries([...(hub.#usage.get(upstream) ?? new Map<string, Partial<KeyStats>>())].map(([fp, c]) => [fp, { ...c }]));
+      },
+      async flush() {
+        // Every change is applied at once.
       },
       abandon() {
         me.silent = true;
@@ -151,11 +163,16 @@ export class MemoryHub {
       block(tokensShortUntil(scope.tokens, scope.sentTokens, tokens, now), 'tokens');
     }
     if (until > now) return { ok: false, why, until };
-    const inflight = this.#inflight(id, me, now);
+    // Slots are tracked only where someone reads them, as in the Lua script.
+    const slots = req.countInflight === true || limits.maxConcurrent !== undefined;
+    const inflight = slots ? this.#inflight(id, me, now) : 0;
     if (limits.maxConcurrent !== undefined && inflight >= limits.maxConcurrent) return { ok: false, why: 'slots', until: Infinity };
 
-    countWindow(ledger.rpm, 1, now);
-    countWindow(ledger.tpm, tokens, now);
+    // Windows count only requests made under a hand-set limit (the Lua script keeps no window otherwise).
+    if (limits.rpm !== undefined || limits.tpm !== undefined) {
+      countWindow(ledger.rpm, 1, now);
+      countWindow(ledger.tpm, tokens, now);
+    }
     if (scope === undefined) {
       scope = { sent: 0, sentTokens: 0, requests: undefined, tokens: undefined };
       ledger.scopes.set(req.model, scope);
@@ -164,14 +181,14 @@ export class MemoryHub {
     if (scope.tokens) roll(scope.tokens, scope.sentTokens, now);
     scope.sent++;
     scope.sentTokens += tokens;
-    me.slots.set(id, (me.slots.get(id) ?? 0) + 1);
+    if (slots) me.slots.set(id, (me.slots.get(id) ?? 0) + 1);
     this.#count(req.upstream, req.fingerprint, 'attempts');
     const ticket = (this.#tickets.get(req.upstream) ?? 0) + 1;
     this.#tickets.set(req.upstream, ticket);
     return {
       ok: true,
       mark: { requests: scope.sent, tokens: scope.sentTokens },
-      inflight: inflight + 1,
+      inflight: slots ? inflight + 1 : undefined,
       ticket,
       requests: leftAfter(scope.requests, scope.sent, now),
       tokens: leftAfter(scope.tokens, scope.sentTokens, now),

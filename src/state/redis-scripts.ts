@@ -1,24 +1,55 @@
 // The Lua scripts of the Redis store: every state change that must be atomic is one script, one round
 // trip. Each mirrors the reference semantics in memory-store.ts line for line; the contract suite
-// (test/state/store.contract.test.ts) holds both to them. Numbers are epoch ms, as the replicas' clocks
+// (test/state/store*.contract.test.ts) holds both to them. Numbers are epoch ms, as the replicas' clocks
 // give them (replicas must keep their clocks in sync, as for cooldown deadlines).
-import { LEDGER_WINDOW_MS } from './store.js';
+import type { Redis } from 'ioredis';
+import type { Refusal } from './store.js';
+import { WINDOW_MS } from '../keys/windows.js';
 
-// Keys (P = the configured prefix):
+/** How long an upstream's usage counters outlive their last update. */
+export const USAGE_TTL_MS = 30 * 24 * 3_600_000;
+/** How long an upstream's round-robin ticket outlives its last take (a new one starts anywhere). */
+export const TICKET_TTL_MS = 24 * 3_600_000;
+
+// Keys (P = the configured prefix, any characters: no key is ever found by a pattern). Every key has a TTL.
 //   P f:<fact id>                 a fact: "expiry|message", PX at its deadline
+//   P facts                       sorted set: fact key -> expiry, how load() finds facts; trimmed of expired
+//                                 ones on every publish; PX as long as its longest fact
 //   P L:<upstream>:<fp>           hand-set windows of a key: rs rc (rpm start, count), ts tc (tpm); PX one window
 //   P S:<upstream>:<fp>:<model>   sent counters n nt, and the upstream's buckets r* / t* (l limit, r remaining,
 //                                 x reset at, p period, b base); PX past the buckets' reset
 //   P slots:<replica>             in-flight slots of one replica, field "<upstream>|<fp>"; PX replica timeout
-//   P replicas                    sorted set: replica -> last heartbeat
-//   P rr:<upstream>               round-robin ticket
-//   P usage:<upstream>            usage counters, field "<fp>:<counter>"
+//   P replicas                    sorted set: replica -> last heartbeat; PX 10 replica timeouts
+//   P rr:<upstream>               round-robin ticket; PX TICKET_TTL_MS, refreshed by every take
+//   P usage:<upstream>            usage counters, field "<fp>:<counter>"; PX USAGE_TTL_MS, refreshed by every count
 // Ledger keys are named in the scripts, not passed as KEYS: keypool supports a standalone Redis (or
 // Sentinel), not Redis Cluster.
 
+export type Arg = string | number;
+
+/** A client with the scripts below registered (`defineScripts`). */
+export type ScriptedRedis = Redis & {
+  keypoolExtend(...args: Arg[]): Promise<number>;
+  keypoolTake(...args: Arg[]): Promise<[0, Refusal, number] | [1, ...number[]]>;
+  keypoolFlush(...args: Arg[]): Promise<number>;
+  keypoolHeartbeat(...args: Arg[]): Promise<number>;
+  keypoolResetSlots(...args: Arg[]): Promise<number>;
+};
+
+/** Registers every script on `r` (ioredis sends EVALSHA, and the script itself once per connection). */
+export function defineScripts(r: Redis): ScriptedRedis {
+  r.defineCommand('keypoolExtend', { numberOfKeys: 3, lua: EXTEND_AND_PUBLISH });
+  r.defineCommand('keypoolTake', { numberOfKeys: 0, lua: TAKE });
+  r.defineCommand('keypoolFlush', { numberOfKeys: 0, lua: FLUSH });
+  r.defineCommand('keypoolHeartbeat', { numberOfKeys: 2, lua: HEARTBEAT });
+  r.defineCommand('keypoolResetSlots', { numberOfKeys: 1, lua: RESET_SLOTS });
+  return r as ScriptedRedis;
+}
+
 /**
- * KEYS[1] the fact, KEYS[2] the channel; ARGV[1] expiry (epoch ms), ARGV[2] TTL ms, ARGV[3] the message.
- * Stores `expiry|message` unless a fact that lasts at least as long is already there, then publishes.
+ * KEYS[1] the fact, KEYS[2] the channel, KEYS[3] the fact index; ARGV[1] expiry (epoch ms), ARGV[2] TTL
+ * ms, ARGV[3] the message, ARGV[4] now. Stores `expiry|message` unless a fact that lasts at least as long
+ * is already there, indexes it (dropping expired entries), then publishes.
  */
 export const EXTEND_AND_PUBLISH = `
 local held = redis.call('GET', KEYS[1])
@@ -26,7 +57,11 @@ if held then
   local expiry = tonumber(string.match(held, '^(%d+)|'))
   if expiry and expiry >= tonumber(ARGV[1]) then return 0 end
 end
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3], 'PX', ARGV[2])
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3], 'PX', ttl)
+redis.call('ZADD', KEYS[3], ARGV[1], KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
+if ttl > redis.call('PTTL', KEYS[3]) then redis.call('PEXPIRE', KEYS[3], ttl) end
 redis.call('PUBLISH', KEYS[2], ARGV[3])
 return 1
 `;
@@ -71,7 +106,8 @@ local function put(key, p, base, limit, remaining, resetAt, period)
   if heldBase and tonumber(base) < heldBase then return end
   local keep = math.max(tonumber(period), tonumber(h[2]) or 0)
   redis.call('HSET', key, p .. 'l', limit, p .. 'r', remaining, p .. 'x', resetAt, p .. 'p', keep, p .. 'b', base)
-  local ttl = tonumber(resetAt) - now + keep + W
+  -- A reset already past still leaves the bucket a window to roll over in.
+  local ttl = math.max(tonumber(resetAt) - now, 0) + keep + W
   if ttl > redis.call('PTTL', key) then redis.call('PEXPIRE', key, math.floor(ttl)) end
 end
 
@@ -93,7 +129,9 @@ for _ = 1, tonumber(ARGV[i]) do
 end
 i = i + 1
 for _ = 1, tonumber(ARGV[i]) do
-  redis.call('HINCRBY', P .. 'usage:' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  local usage = P .. 'usage:' .. ARGV[i + 1]
+  redis.call('HINCRBY', usage, ARGV[i + 2], ARGV[i + 3])
+  redis.call('PEXPIRE', usage, ${USAGE_TTL_MS})
   i = i + 3
 end
 i = i + 1
@@ -108,7 +146,7 @@ i = i + 1
 `;
 
 /** Applies what is pending (the ledger head) when no take comes to carry it. */
-export const FLUSH = `${ledgerHead(LEDGER_WINDOW_MS)}
+export const FLUSH = `${ledgerHead(WINDOW_MS)}
 return 1
 `;
 
@@ -120,7 +158,7 @@ return 1
  * counted), ticket, then the requests and the tokens bucket as limit (-1 = none), left after this
  * request, reset at, period}.
  */
-export const TAKE = `${ledgerHead(LEDGER_WINDOW_MS)}
+export const TAKE = `${ledgerHead(WINDOW_MS)}
 local up, fp, model = ARGV[i], ARGV[i + 1], ARGV[i + 2]
 local tokens = tonumber(ARGV[i + 3])
 local rpm, tpm, maxc = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
@@ -186,7 +224,9 @@ if slots then
   if redis.call('HINCRBY', mine, field, 1) == 1 then redis.call('PEXPIRE', mine, timeout) end
   held = held + 1
 end
-local ticket = redis.call('INCR', P .. 'rr:' .. up)
+local tickets = P .. 'rr:' .. up
+local ticket = redis.call('INCR', tickets)
+redis.call('PEXPIRE', tickets, ${TICKET_TTL_MS})
 local out = {1, n, nt, held, ticket, -1, 0, 0, 0, -1, 0, 0, 0}
 if rl then out[6], out[7], out[8], out[9] = rl, rr - (n - rb), rx, rp end
 if tl then out[10], out[11], out[12], out[13] = tl, tr - (nt - tb), tx, tp end

@@ -47,16 +47,19 @@ export interface StateStore extends FactStore, Ledger {
   close(): Promise<void>;
 }
 
-/** How long a disabled key stays disabled in the shared store without a restart or config change. */
-export const DISABLED_TTL_MS = 24 * 3_600_000;
-/** Hand-set rpm/tpm windows are fixed minutes, as in the pool. */
-export { WINDOW_MS as LEDGER_WINDOW_MS } from '../keys/windows.js';
+/**
+ * How long a disabled key stays disabled in the shared store without a restart or config change, unless
+ * a store is given `disabledTtlMs`.
+ */
+export const DEFAULT_DISABLED_TTL_MS = 24 * 3_600_000;
 /** A replica not heard from for this long is presumed dead: its in-flight slots stop counting. */
 export const DEFAULT_REPLICA_TIMEOUT_MS = 5_000;
 
-/** When a fact stops holding: a cooldown at its deadline, a disabled flag after DISABLED_TTL_MS. */
-export function expiryOf(f: StoredFact, now: number): number {
-  return f.kind === 'disabled' ? now + DISABLED_TTL_MS : f.until;
+/** When a fact stops holding: a cooldown at its deadline, a disabled flag `disabledTtlMs` from now. */
+export function expiryOf(f: StoredFact, now: number, disabledTtlMs: number): number {
+  // A disable carries its own end (cooldown.disabledMs from where it happened); older replicas' do not.
+  if (f.kind === 'disabled') return f.until !== undefined && Number.isFinite(f.until) ? f.until : now + disabledTtlMs;
+  return f.until;
 }
 
 /** Identity of a fact in the store: one cooldown per key and model, one disabled flag per key. */

@@ -15,7 +15,7 @@ const FIELDS = [
   'server', 'host', 'port', 'bodyLimitBytes', 'log', 'level', 'upstreams', 'name', 'prefix', 'baseUrl', 'authHeader',
   'keys', 'key', 'weight', 'group', 'rpm', 'tpm', 'maxConcurrent', 'strategy', 'sticky', 'header', 'bodyFields',
   'maxSessions', 'keysFromEnv', 'retry', 'maxRetries', 'maxWaitMs', 'timeoutMs', 'connectTimeoutMs',
-  'serverErrorBackoffMs', 'serverErrorBackoffMaxMs', 'cooldown', 'backoffBaseMs', 'backoffMaxMs', 'outOfCreditMs',
+  'backoffBaseMs', 'backoffMaxMs', 'cooldown', 'backoffBaseMs', 'backoffMaxMs', 'outOfCreditMs',
   'maxMs', 'probeAfterMs', 'state', 'file', 'flushDelayMs', 'redis', 'url', 'replicaTimeoutMs', 'queue', 'maxSize',
   'clientHeader', 'streamKeepAlive', 'keepAliveIntervalMs',
 ] as const;

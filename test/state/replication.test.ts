@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import { createLogger } from '../../src/logger.js';
+import { scopeOf } from '../../src/keys/key-state.js';
 import { MemoryHub } from '../../src/state/memory-store.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
@@ -48,5 +49,22 @@ describe('Replication', () => {
     const c = await replica(hub, clock);
     expect(c.states()[0]!.scopes.get('gpt-4o')!.cooldownUntil).toBe(clock.now() + 60_000);
     expect(c.usable).toBe(1);
+  });
+
+  it("a slot freed on another replica lifts this replica's hold on the full key", async () => {
+    const clock = new FakeClock();
+    const hub = new MemoryHub(() => clock.now());
+    const b = await replica(hub, clock);
+    const s = b.states()[0]!;
+    // b was refused the key: all its slots were taken elsewhere.
+    const hold = scopeOf(s.scopes, '');
+    hold.heldUntil = clock.now() + 250;
+    hold.heldFor = 'slots';
+    const other = hub.client();
+    const req = { upstream: 'openai', fingerprint: s.key.fingerprint, model: '', tokens: 1, limits: { maxConcurrent: 1 }, now: clock.now() };
+    const held = other.take(req);
+    expect(await held.answer).toMatchObject({ ok: true });
+    held.release(undefined);
+    expect(hold.heldUntil).toBe(0);
   });
 });

@@ -5,6 +5,7 @@ import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../../src/fake-upstream/server.js';
 import { MemoryHub } from '../../src/state/memory-store.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/wait.js';
 
 const KEYS = ['sk-ledger-key-one-000001', 'sk-ledger-key-two-000002'];
 let upstream: FakeUpstream;
@@ -21,12 +22,12 @@ afterEach(async () => {
   upstream.reset();
 });
 
-async function pair(keyOptions: Record<string, unknown>, o: { upstreamUrl?: string; strategy?: 'fill_first' } = {}) {
+async function pair(keyOptions: Record<string, unknown>, o: { upstreamUrl?: string; strategy?: 'fill_first' | 'least_inflight'; retry?: Record<string, number> } = {}) {
   const hub = new MemoryHub();
   const keys = KEYS.map((key) => ({ key, ...keyOptions }));
   const upstreamUrl = o.upstreamUrl ?? upstream.url;
   for (let i = 0; i < 2; i++) {
-    proxies.push(await startProxy({ upstreamUrl, keys, store: hub.client(), upstream: o.strategy ? { strategy: o.strategy } : {} }));
+    proxies.push(await startProxy({ upstreamUrl, keys, store: hub.client(), upstream: o.strategy ? { strategy: o.strategy } : {}, retry: o.retry }));
   }
   return { a: proxies[0]!, b: proxies[1]!, hub };
 }
@@ -41,11 +42,12 @@ async function chat(base: string) {
   return res.statusCode;
 }
 
-async function chatAttempts(base: string) {
+async function chatAttempts(base: string, signal?: AbortSignal) {
   const res = await request(`${base}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }),
+    signal,
   });
   await res.body.dump();
   return { status: res.statusCode, key: res.headers['x-keypool-key'], attempts: Number(res.headers['x-keypool-attempts']) };
@@ -93,5 +95,39 @@ describe('a shared ledger across replicas', () => {
     } finally {
       await limited.close();
     }
+  });
+
+  it('least_inflight counts the other replica\'s attempts: a key busy elsewhere is left alone once seen', async () => {
+    const { a, b } = await pair({}, { strategy: 'least_inflight' });
+    upstream.setDefault(KEYS[0]!, { kind: 'hang' });
+    const hung = new AbortController();
+    const held: Promise<unknown>[] = [];
+    try {
+      // a's attempt on the first key never ends (one on the second key would just be answered).
+      for (let i = 0; i < 3 && !upstream.requests.some((r) => r.key === KEYS[0]); i++) {
+        held.push(chatAttempts(a.url, hung.signal).catch(() => undefined));
+        await waitFor(() => upstream.requests.length > i);
+      }
+      expect(upstream.requests.filter((r) => r.key === KEYS[0])).toHaveLength(1);
+      upstream.setDefault(KEYS[0]!, { kind: 'ok' });
+      const keys: unknown[] = [];
+      for (let i = 0; i < 6; i++) keys.push((await chatAttempts(b.url)).key);
+      // b has nothing in flight itself; after at most one look at the busy key it keeps to the other.
+      expect(keys.slice(2)).toEqual(Array(4).fill('openai-2'));
+    } finally {
+      hung.abort();
+      await Promise.all(held);
+    }
+  });
+
+  it('usage counts every server error, shared and in the pool that saw it', async () => {
+    const { a, b, hub } = await pair({}, { strategy: 'fill_first', retry: { maxRetries: 2, backoffBaseMs: 0 } });
+    upstream.setDefault(KEYS[0]!, { kind: 'server_error' });
+    for (let i = 0; i < 2; i++) await chat(i % 2 === 0 ? a.url : b.url);
+    const errors = upstream.requests.filter((r) => r.key === KEYS[0]).length;
+    expect(errors).toBeGreaterThanOrEqual(2);
+    const fp = a.pool.states()[0]!.key.fingerprint;
+    await waitFor(async () => (await hub.client().usage('openai'))[fp]?.serverErrors === errors);
+    expect(a.pool.states()[0]!.stats.serverErrors + b.pool.states()[0]!.stats.serverErrors).toBe(errors);
   });
 });

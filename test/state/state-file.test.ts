@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -8,6 +9,7 @@ import { KeyPool } from '../../src/keys/pool.js';
 import { createLogger } from '../../src/logger.js';
 import { StateFile } from '../../src/state/state-file.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { waitFor } from '../helpers/wait.js';
 
 const SECRETS = ['sk-state-secret-aaaaaaaaaaaa1', 'sk-state-secret-bbbbbbbbbbbb2'];
 const keys = (secrets = SECRETS) => secrets.map((s, i) => new Key(`k${i + 1}`, s));
@@ -100,5 +102,52 @@ describe('StateFile', () => {
     a.pool.disable(a.pool.states()[0]!, 'forbidden', 1e15);
     await state.close();
     expect(a.lines.join('')).toContain('could not save pool state');
+  });
+
+  it('a change waits for the pending write or the next period, never a timer of its own', async () => {
+    const a = setup();
+    const state = a.open();
+    const [k1, k2] = a.pool.states();
+    const saved = (): string => (existsSync(a.file) ? readFileSync(a.file, 'utf8') : '');
+    // A cooldown is saved with the attempt's end that follows it.
+    const cool = (s: typeof k1, model: string): void => {
+      a.pool.cool(s!, model, a.clock.now() + 60_000, 'rate_limited', a.clock.now());
+      a.pool.acquire({ demand: { model: '', tokens: 0 }, now: a.clock.now() })?.end();
+    };
+    cool(k1, 'm1');
+    a.clock.advance(300);
+    cool(k2, 'm2');
+    a.clock.advance(200);
+    await waitFor(() => saved().includes('m2'));
+    a.clock.advance(100);
+    a.pool.disable(k1!, 'forbidden', 1e15);
+    // 800 ms: 500 after the second change, but only 200 after the third: not written yet.
+    a.clock.advance(200);
+    await sleep(30);
+    expect(saved()).not.toContain('forbidden');
+    a.clock.advance(300);
+    await waitFor(() => saved().includes('forbidden'));
+    await state.close();
+  });
+
+  it('unchanged state is not written again (after a write, or just after loading); the file is private', async () => {
+    const a = setup();
+    const state = a.open();
+    a.pool.disable(a.pool.states()[0]!, 'forbidden', 1e15);
+    await state.flush();
+    expect(statSync(a.file).mode & 0o777).toBe(0o600);
+    const text = readFileSync(a.file, 'utf8');
+    rmSync(a.file);
+    await state.flush();
+    expect(existsSync(a.file)).toBe(false);
+    await state.close();
+
+    writeFileSync(a.file, text);
+    const b = setup(SECRETS, a.file);
+    const reopened = b.open();
+    rmSync(a.file);
+    await reopened.flush();
+    expect(existsSync(a.file)).toBe(false);
+    await reopened.close();
   });
 });

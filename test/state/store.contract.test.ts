@@ -1,65 +1,13 @@
-// One contract, two stores: the in-memory reference and Redis (a real redis-server on loopback).
+// One contract, two stores: the in-memory reference and Redis (a real redis-server on loopback). Facts
+// and the ledger's basics here; precise slot release in store-slots.contract.test.ts, the window and
+// bucket arithmetic in store-arithmetic.contract.test.ts.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/logger.js';
-import { MemoryHub } from '../../src/state/memory-store.js';
-import { RedisStore } from '../../src/state/redis-store.js';
-import type { StateStore, StoredFact, TakeRequest } from '../../src/state/store.js';
-import { redisAvailable, startRedis, type TestRedis } from '../helpers/redis.js';
+import { describe, expect, it } from 'vitest';
+import type { StoredFact } from '../../src/state/store.js';
 import { waitFor } from '../helpers/wait.js';
+import { FP, REPLICA_TIMEOUT_MS, contractStores, takeReq, type Harness } from './contract-harness.js';
 
-type Replica = StateStore & { abandon(): void };
-
-/** Short, so a crashed replica's slots come back within a test. */
-const REPLICA_TIMEOUT_MS = 300;
-
-interface Harness {
-  /** Two replicas' views of one store. */
-  a: Replica;
-  b: Replica;
-  now(): number;
-  /** Lets `ms` pass for expiry. */
-  pass(ms: number): Promise<void>;
-  close(): Promise<void>;
-}
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
-
-async function memoryHarness(): Promise<Harness> {
-  let now = 1_000_000;
-  const hub = new MemoryHub(() => now, REPLICA_TIMEOUT_MS);
-  return {
-    a: hub.client(),
-    b: hub.client(),
-    now: () => now,
-    pass: async (ms) => {
-      now += ms;
-    },
-    close: async () => undefined,
-  };
-}
-
-let redis: TestRedis | undefined;
-async function redisHarness(): Promise<Harness> {
-  redis ??= await startRedis();
-  const prefix = `t${Math.random().toString(36).slice(2)}:`;
-  const logger = createLogger('silent');
-  const a = new RedisStore({ url: redis.url, prefix, logger, replicaTimeoutMs: REPLICA_TIMEOUT_MS });
-  const b = new RedisStore({ url: redis.url, prefix, logger, replicaTimeoutMs: REPLICA_TIMEOUT_MS });
-  await Promise.all([a.connect(), b.connect()]);
-  await waitFor(() => a.healthy && b.healthy);
-  // Let the SUBSCRIBE land before anything is published.
-  await sleep(50);
-  return { a, b, now: () => Date.now(), pass: (ms) => sleep(ms), close: async () => void (await Promise.all([a.close(), b.close()])) };
-}
-
-const stores: [string, () => Promise<Harness>, boolean][] = [
-  ['memory', memoryHarness, true],
-  ['redis', redisHarness, redisAvailable()],
-];
+const stores = contractStores();
 
 describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
   const run = available ? it : it.skip;
@@ -74,7 +22,6 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
   run('a fact published by one replica reaches the other, not the publisher', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const heardA: StoredFact[] = [];
     const heardB: StoredFact[] = [];
     h.a.subscribe((f) => heardA.push(f));
@@ -88,7 +35,6 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
   run('a deadline with a fraction of a ms is shared, and the store stays healthy', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const heard: StoredFact[] = [];
     h.b.subscribe((f) => heard.push(f));
     const fact = cool(h, 20_000.5);
@@ -97,14 +43,16 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
     expect(h.a.healthy).toBe(true);
   });
 
-  run('cooldowns only extend: a shorter one is neither stored nor sent', async () => {
+  run('cooldowns only extend: a shorter, equal or past one is neither stored nor sent', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const heard: StoredFact[] = [];
     h.b.subscribe((f) => heard.push(f));
     const long = cool(h, 60_000);
     await h.a.publish(long);
+    await h.a.publish(long);
     await h.a.publish(cool(h, 5_000));
+    // Already over: nothing to tell anyone.
+    await h.a.publish(cool(h, -1, 'past'));
     await waitFor(() => heard.length >= 1);
     await sleep(30);
     expect(heard).toEqual([long]);
@@ -113,7 +61,6 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
   run('load returns what still holds; facts expire on their own', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     await h.a.publish(cool(h, 150, 'short'));
     const long = cool(h, 60_000, 'long');
     await h.a.publish(long);
@@ -126,21 +73,20 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
     expect(left).toEqual(expect.arrayContaining([long, disabled]));
   });
 
-  const FP = 'fp000001';
-  const takeReq = (h: Harness, over: Partial<TakeRequest> = {}): TakeRequest => ({
-    upstream: 'openai',
-    fingerprint: FP,
-    model: 'gpt-4o',
-    tokens: 10,
-    limits: {},
-    now: h.now(),
-    countInflight: true,
-    ...over,
+
+  run('a disabled key stays disabled for disabledTtlMs, then the flag is gone', async () => {
+    const h = await make({ disabledTtlMs: 200 });
+    const disabled: StoredFact = { upstream: 'openai', kind: 'disabled', fingerprint: 'ffff0001', reason: 'unauthorized' };
+    await h.a.publish(disabled);
+    expect(await h.b.load()).toEqual([disabled]);
+    await h.pass(120);
+    expect(await h.b.load()).toEqual([disabled]);
+    await h.pass(200);
+    expect(await h.b.load()).toEqual([]);
   });
 
   run('take counts across replicas: one shared mark per key and model, consecutive tickets, slots of both', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const first = await h.a.take(takeReq(h)).answer;
     const second = await h.b.take(takeReq(h)).answer;
     const other = await h.b.take(takeReq(h, { model: 'other' })).answer;
@@ -153,7 +99,6 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
   run('maxConcurrent holds across replicas; a release of a full key tells every replica', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const limits = { maxConcurrent: 1 };
     const freed: string[] = [];
     h.b.onFreed((upstream, fp) => freed.push(`${upstream}|${fp}`));
@@ -168,7 +113,6 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
   run('a refusal changes nothing; a release with no slot held only counts its outcome', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const limits = { maxConcurrent: 1 };
     await h.a.take(takeReq(h, { limits })).answer;
     const refused = [0, 1, 2].map(() => h.b.take(takeReq(h, { limits })));
@@ -182,7 +126,6 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
   run('hand-set rpm and tpm windows are shared', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const rpm = { rpm: 2 };
     const t0 = h.now();
     expect(await h.a.take(takeReq(h, { limits: rpm })).answer).toMatchObject({ ok: true });
@@ -202,7 +145,6 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
   run("the upstream's buckets are shared: a report from one replica limits the other; older reports are dropped", async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const t = await h.a.take(takeReq(h)).answer;
     if (t.ok !== true) throw new Error('expected a grant');
     const resetAt = h.now() + 60_000;
@@ -224,7 +166,6 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
   run('usage counters add up over replicas', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const ta = h.a.take(takeReq(h));
     const tb = h.b.take(takeReq(h));
     await Promise.all([ta.answer, tb.answer]);
@@ -236,10 +177,15 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
   run('slots of a crashed replica stop counting once it is silent for the replica timeout', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const limits = { maxConcurrent: 1 };
     expect(await h.a.take(takeReq(h, { limits })).answer).toMatchObject({ ok: true });
+    const heard: StoredFact[] = [];
+    h.a.subscribe((f) => heard.push(f));
     h.a.abandon();
+    // A crashed replica hears nothing more.
+    await h.b.publish(cool(h, 60_000));
+    await sleep(30);
+    expect(heard).toEqual([]);
     expect(await h.b.take(takeReq(h, { limits })).answer).toMatchObject({ ok: false, why: 'slots' });
     await h.pass(REPLICA_TIMEOUT_MS + 150);
     expect(await h.b.take(takeReq(h, { limits, now: h.now() })).answer).toMatchObject({ ok: true, inflight: 1 });
@@ -247,7 +193,6 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
 
   run('a replica that closes cleanly frees its slots at once', async () => {
     const h = await make();
-    cleanups.push(() => h.close());
     const limits = { maxConcurrent: 1 };
     await h.a.take(takeReq(h, { limits })).answer;
     await h.a.close();
@@ -255,6 +200,3 @@ describe.each(stores)('StateStore contract: %s', (_name, make, available) => {
   });
 });
 
-afterAll(async () => {
-  await redis?.kill();
-});
