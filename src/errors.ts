@@ -145,13 +145,60 @@ export class KeypoolError extends Error {
     this.headers = options.headers ?? {};
   }
 
-  toBody(): OpenAIErrorBody {
-    return { error: { message: this.message, type: this.type, param: null, code: this.code } };
+  /**
+   * The error in the wire format of the upstream it concerns, so each provider's SDK surfaces it as its
+   * own: OpenAI's `{"error":{message,type,param,code}}`, Anthropic's `{"type":"error","error":{type,message}}`,
+   * Google's `{"error":{code,message,status}}`. keypool's stable code rides along in each.
+   */
+  toBody(format: ErrorFormat = 'openai'): unknown {
+    switch (format) {
+      case 'anthropic':
+        return { type: 'error', error: { type: anthropicType(this.status), message: this.message, code: this.code } };
+      case 'gemini':
+        return {
+          error: {
+            code: this.status,
+            message: this.message,
+            status: googleStatus(this.status),
+            details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: this.code, domain: 'keypool' }],
+          },
+        };
+      default:
+        return { error: { message: this.message, type: this.type, param: null, code: this.code } } satisfies OpenAIErrorBody;
+    }
   }
 }
 
+/** The wire formats keypool speaks its own errors in (config/presets.ts). */
+export type ErrorFormat = 'openai' | 'anthropic' | 'gemini';
+
 export interface OpenAIErrorBody {
   error: { message: string; type: string; param: null; code: string };
+}
+
+/** Anthropic's error types by status (https://docs.anthropic.com/en/api/errors). */
+function anthropicType(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 402) return 'billing_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 413) return 'request_too_large';
+  if (status === 429) return 'rate_limit_error';
+  if (status === 529 || status === 503) return 'overloaded_error';
+  if (status === 504) return 'timeout_error';
+  return status < 500 ? 'invalid_request_error' : 'api_error';
+}
+
+/** google.rpc.Code names by HTTP status (https://cloud.google.com/apis/design/errors#handling_errors). */
+function googleStatus(status: number): string {
+  if (status === 400 || status === 405 || status === 413 || status === 431) return 'INVALID_ARGUMENT';
+  if (status === 401) return 'UNAUTHENTICATED';
+  if (status === 402 || status === 429) return 'RESOURCE_EXHAUSTED';
+  if (status === 403) return 'PERMISSION_DENIED';
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 408 || status === 504) return 'DEADLINE_EXCEEDED';
+  if (status === 503) return 'UNAVAILABLE';
+  return status < 500 ? 'FAILED_PRECONDITION' : 'INTERNAL';
 }
 
 /** A config document that cannot be used; `message` names the field path. */

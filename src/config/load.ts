@@ -12,11 +12,21 @@ import type { Token } from '../clients/token.js';
 import { lookup, prepareDocument, type Env } from './environment.js';
 import { formatPath, showName } from './field-path.js';
 import { configSchema, type ParsedConfig, type UpstreamInput } from './schema.js';
+import { PRESETS, type Provider, type WireFormat } from './presets.js';
+import { globToRegExp } from '../clients/client.js';
 
 export { ENV_OVERRIDES, type Env } from './environment.js';
 
+/** Where the pool key goes on each attempt. */
+export type KeyPlacement =
+  /** In this header; `authorization` as `Bearer <key>`, any other bare. */
+  | { readonly kind: 'header'; readonly name: string }
+  /** As this query parameter. */
+  | { readonly kind: 'query'; readonly name: string };
+
 export interface Upstream {
   readonly name: string;
+  readonly provider: Provider;
   readonly strategy: UpstreamInput['strategy'];
   readonly sticky: UpstreamInput['sticky'];
   readonly prefix: string;
@@ -24,9 +34,22 @@ export interface Upstream {
   readonly origin: string;
   /** Path part of `baseUrl` without a trailing slash ('' for the root). */
   readonly basePath: string;
+  /** The header the pool key goes in (kept for tools that print it; `auth` is what the proxy uses). */
   readonly authHeader: string;
+  readonly auth: KeyPlacement;
+  /** Sent to the upstream when the client did not send them. */
+  readonly defaultHeaders: Readonly<Record<string, string>>;
+  /** The shape of keypool's own errors and stream-end events here. */
+  readonly format: WireFormat;
+  /** Hold a stream's head until its first event for at most this long (ms); undefined: off. */
+  readonly commitOnContentMs: number | undefined;
+  /** Models served (for routing on a shared prefix); undefined: any. */
+  readonly models: readonly RegExp[] | undefined;
   readonly keys: readonly Key[];
 }
+
+/** How long a stream's head waits for its first event when commitOnContent is on without a time. */
+export const COMMIT_ON_CONTENT_DEFAULT_MS = 3_000;
 
 export type Config = Readonly<Omit<ParsedConfig, 'upstreams' | 'clients' | 'admin'>> & {
   readonly upstreams: readonly Upstream[];
@@ -152,12 +175,15 @@ function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: st
     if (typeof k === 'string') {
       entries.push(plain(k.trim(), field));
     } else {
+      const own = k.baseUrl === undefined ? undefined : new URL(k.baseUrl);
       const options = Object.freeze({
         weight: k.weight,
         group: k.group,
         rpm: k.rpm,
         tpm: k.tpm,
         maxConcurrent: k.maxConcurrent,
+        origin: own?.origin,
+        basePath: own?.pathname.replace(/\/+$/, ''),
       });
       entries.push({ name: k.name, secret: k.key.trim(), field: `${field}.key`, options });
     }
@@ -211,15 +237,32 @@ function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: st
     problems.push(`${at}.keys: upstream ${u.name} has no keys${hint}; list them in keys, keysFromEnv or keysFromFile`);
   }
 
-  const base = new URL(u.baseUrl);
+  const preset = PRESETS[u.provider];
+  const baseUrl = u.baseUrl ?? preset.baseUrl;
+  if (baseUrl === undefined) problems.push(`${at}.baseUrl: provider ${u.provider} needs a baseUrl (the resource or host to send to)`);
+  const base = new URL(baseUrl ?? 'http://invalid.invalid');
+  const authHeader = u.authHeader ?? ('header' in preset.auth ? preset.auth.header : 'authorization');
+  const auth: KeyPlacement =
+    u.authQuery !== undefined
+      ? { kind: 'query', name: u.authQuery }
+      : u.authHeader === undefined && 'query' in preset.auth
+        ? { kind: 'query', name: preset.auth.query }
+        : { kind: 'header', name: authHeader };
+  const commit = u.commitOnContent ?? preset.commitOnContent;
   return {
     name: u.name,
+    provider: u.provider,
     strategy: u.strategy,
     sticky: u.sticky,
-    prefix: u.prefix,
+    prefix: u.prefix ?? preset.prefix,
     origin: base.origin,
     basePath: base.pathname.replace(/\/+$/, ''),
-    authHeader: u.authHeader,
+    authHeader,
+    auth,
+    defaultHeaders: { ...preset.headers, ...u.headers },
+    format: u.errorFormat ?? preset.format,
+    commitOnContentMs: commit === false ? undefined : commit === true ? COMMIT_ON_CONTENT_DEFAULT_MS : commit.maxWaitMs,
+    models: u.models?.map(globToRegExp),
     keys,
   };
 }

@@ -1,5 +1,6 @@
 // The config document's shape and every default keypool has. Nothing else in src/ may invent a default.
 import { z } from 'zod';
+import { FORMATS, PROVIDERS } from './presets.js';
 
 const MiB = 1024 * 1024;
 
@@ -48,6 +49,8 @@ const keyEntrySchema = z.union(
       weight: num(number().positive()).default(1),
       /** Keys of one organisation share its limits: a rate limit or credit stop on one cools the group. */
       group: z.string().min(1).optional(),
+      /** This key's own base URL (another Azure resource or region); rotated like the others. */
+      baseUrl: z.url({ protocol: /^https?$/ }).optional(),
       /** Local limits, enforced before the upstream would answer 429. */
       rpm: num(number().int().positive()).optional(),
       tpm: num(number().int().positive()).optional(),
@@ -61,7 +64,7 @@ const keyEntrySchema = z.union(
         ? undefined
         : typeof issue.input === 'number' || typeof issue.input === 'boolean'
           ? 'a key must be text: quote it in YAML when it looks like a number'
-          : 'expected a key: text, or { key, name, weight, group, rpm, tpm, maxConcurrent }',
+          : 'expected a key: text, or { key, name, weight, group, baseUrl, rpm, tpm, maxConcurrent }',
   },
 );
 
@@ -70,18 +73,40 @@ export const STRATEGIES = ['round_robin', 'least_inflight', 'random', 'weighted'
 const upstreamSchema = z.strictObject({
   /** Upstream name; also the stem of derived key names. */
   name: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, . _ -'),
-  /** Client path prefix that maps to `baseUrl`. @default "/v1" */
+  /**
+   * Sets baseUrl, prefix, auth style, required headers, error format and how failures are read, from
+   * src/config/presets.ts; every one of them can be set here too. @default "openai"
+   */
+  provider: z.enum(PROVIDERS).default('openai'),
+  /** Client path prefix that maps to `baseUrl`. Default: the provider's (`/v1` for openai, `/anthropic`, ...). */
   prefix: z
     .string()
     .regex(/^\/([A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*)?$/, 'a path such as /v1 (no trailing slash)')
-    .default('/v1'),
-  /** What the prefix maps to, e.g. https://api.openai.com/v1 */
-  baseUrl: z.url({ protocol: /^https?$/ }),
+    .optional(),
+  /** What the prefix maps to, e.g. https://api.openai.com/v1. Default: the provider's (required for azure, openai-compatible). */
+  baseUrl: z.url({ protocol: /^https?$/ }).optional(),
   /**
    * Header that carries the pool key. `authorization` sends `Bearer <key>`; any other name
-   * (e.g. `x-api-key` for Anthropic) sends the bare key. @default "authorization"
+   * (e.g. `x-api-key`) sends the bare key. Default: the provider's.
    */
-  authHeader: z.string().toLowerCase().regex(/^[a-z0-9-]+$/).default('authorization'),
+  authHeader: z.string().toLowerCase().regex(/^[a-z0-9-]+$/).optional(),
+  /** Send the pool key as this query parameter instead of a header (some Gemini deployments). */
+  authQuery: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
+  /** Headers sent to the upstream when the client did not send them (the anthropic preset adds anthropic-version). */
+  headers: z.record(z.string().toLowerCase().regex(/^[a-z0-9-]+$/), z.string()).optional(),
+  /** The shape of keypool's own errors on this upstream. Default: the provider's. */
+  errorFormat: z.enum(FORMATS).optional(),
+  /**
+   * For streams: hold the response head until the first event (at most `maxWaitMs`) and, if that event is
+   * an error, treat it like the matching status (rotate, retry) with nothing sent to the client. Default:
+   * on for providers known to put errors inside 200 streams (anthropic, openrouter).
+   */
+  commitOnContent: z.union([bool(boolean()), z.strictObject({ maxWaitMs: num(number().int().positive()) })]).optional(),
+  /**
+   * Models this upstream serves (names or globs). Several upstreams may then share one prefix: a request
+   * goes to the one that serves its model, and GET <prefix>/models lists them all. Absent: any model.
+   */
+  models: z.array(z.string().min(1)).min(1).optional(),
   keys: z.array(keyEntrySchema).default([]),
   /** How a key is chosen among those available. @default "round_robin" */
   strategy: z.enum(STRATEGIES).default('round_robin'),

@@ -12,6 +12,9 @@ export interface KeyOptions {
   readonly rpm: number | undefined;
   readonly tpm: number | undefined;
   readonly maxConcurrent: number | undefined;
+  /** The key's own upstream (`scheme://host:port`) and base path, when it has its own baseUrl (Azure resources). */
+  readonly origin?: string | undefined;
+  readonly basePath?: string | undefined;
 }
 
 export const DEFAULT_KEY_OPTIONS: KeyOptions = Object.freeze({

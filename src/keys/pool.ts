@@ -307,13 +307,14 @@ export class KeyPool {
    * out of credit; the whole group too for limits and credit when the key has one (its keys share the
    * organisation's limits; model access is per project, so it is not spread). Only ever extended.
    */
-  cool(s: KeyState, model: string, until: number, reason: CoolReason, now: number): void {
+  cool(s: KeyState, model: string, until: number, reason: CoolReason, now: number, refining = false): void {
     const group = this.#groupOf(s);
     let extended: boolean;
     let streak = 0;
     let scope: Scope;
     if (reason === 'rate_limited') {
-      s.stats.rateLimited++;
+      // Refining a cooldown set at the head from what the body says is the same 429: counted once.
+      if (!refining) s.stats.rateLimited++;
       scope = scopeOf(s.scopes, model);
       // Requests already in flight when the first 429 cooled the key come back 429 too; they are the same
       // event, not a longer streak (else one burst would push the backoff to its ceiling).

@@ -61,6 +61,8 @@ type Mode =
   | { readonly kind: 'held' }
   | { readonly kind: 'deliver'; readonly res: ServerResponse; readonly events: EventAligner | undefined; readonly tap: ((chunk: Buffer) => void) | undefined }
   | { readonly kind: 'snippet'; readonly limit: number }
+  /** Reading ahead (commit on content): chunks are kept for delivery until `enough` says so. */
+  | { readonly kind: 'peek'; readonly limit: number; readonly enough: (seen: Buffer) => boolean; readonly done: (seen: Buffer) => void }
   | { readonly kind: 'discard' };
 
 export class Attempt {
@@ -120,12 +122,45 @@ export class Attempt {
     return this.#snippet.length === 1 ? this.#snippet[0]! : Buffer.concat(this.#snippet);
   }
 
+  /**
+   * Reads ahead without consuming: chunks are kept (and delivered first by `deliver`) until `enough` says
+   * what arrived suffices, `limit` bytes arrived, the body ended, or `stopPeek` is called. Resolves with
+   * what arrived so far.
+   */
+  peek(limit: number, enough: (seen: Buffer) => boolean): Promise<Buffer> {
+    if (this.#ended || this.#mode.kind !== 'held') return Promise.resolve(this.#seen());
+    return new Promise((resolve) => {
+      this.#mode = { kind: 'peek', limit, enough, done: resolve };
+      if (this.#early.length > 0 && (this.#seenSize() >= limit || enough(this.#seen()))) return this.stopPeek();
+      this.#resume?.();
+    });
+  }
+
+  /** Stops reading ahead (its time is up): the peek resolves with what arrived, the body stays held. */
+  stopPeek(): void {
+    const mode = this.#mode;
+    if (mode.kind !== 'peek') return;
+    this.#mode = { kind: 'held' };
+    mode.done(this.#seen());
+  }
+
+  #seen(): Buffer {
+    return this.#early.length === 1 ? this.#early[0]! : Buffer.concat(this.#early);
+  }
+
+  #seenSize(): number {
+    let n = 0;
+    for (const c of this.#early) n += c.length;
+    return n;
+  }
+
   /** Drops the body; a small one is drained so the connection can be reused. */
   discard(): void {
     void this.#consume({ kind: 'discard' });
   }
 
   #consume(mode: Mode): Promise<BodyEnd> {
+    this.stopPeek();
     if (this.#ended) {
       for (const c of this.#early) this.#take(c, mode);
       if (mode.kind === 'deliver') this.#finishDelivery(mode, this.#ended);
@@ -180,6 +215,7 @@ export class Attempt {
   #endBody(end: BodyEnd): void {
     this.#phase = 'done';
     this.#ended = end;
+    this.stopPeek();
     const mode = this.#mode;
     if (mode.kind === 'held') return;
     if (mode.kind === 'deliver') this.#finishDelivery(mode, end);
@@ -213,9 +249,12 @@ export class Attempt {
 
   onData(chunk: Buffer): boolean {
     const mode = this.#mode;
-    if (mode.kind === 'held') {
+    if (mode.kind === 'held' || mode.kind === 'peek') {
       if (this.#early === NO_CHUNKS) this.#early = [];
       this.#early.push(chunk);
+      if (mode.kind === 'held') return false;
+      if (this.#seenSize() < mode.limit && !mode.enough(this.#seen())) return true;
+      this.stopPeek();
       return false;
     }
     return this.#take(chunk, mode);

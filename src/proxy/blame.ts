@@ -19,6 +19,8 @@ const KEY_PATTERNS: readonly RegExp[] = [
   /invalid_organization|no_such_organization|organization_not_found|account_deactivated/,
   /must be a member of an organi[sz]ation/i,
   /authentication_error/,
+  // Gemini: the key's Google Cloud project has the API off, or the key is restricted away from it.
+  /SERVICE_DISABLED|has not been used in project|API_KEY_SERVICE_BLOCKED/,
 ];
 
 /** This key may not use this model (or the model does not exist for its project). */

@@ -1,7 +1,7 @@
 // What keypool itself writes to a client: its own errors (OpenAI-shaped JSON) and the x-keypool-*
 // headers every answer carries. Never a secret: keys appear by name only.
 import type { ServerResponse } from 'node:http';
-import type { KeypoolError } from '../errors.js';
+import type { ErrorFormat, KeypoolError } from '../errors.js';
 
 /** x-keypool-* on every answer: attempts, the key's name (never its secret), time waited. */
 export function keypoolHeaders<T extends Record<string, unknown>>(headers: T, attempts: number, key: string | undefined, waitedMs: number): T {
@@ -12,8 +12,8 @@ export function keypoolHeaders<T extends Record<string, unknown>>(headers: T, at
   return headers;
 }
 
-export function sendError(res: ServerResponse, error: KeypoolError, attempts: number, key?: string, waitedMs = 0): void {
-  const body = JSON.stringify(error.toBody());
+export function sendError(res: ServerResponse, error: KeypoolError, attempts: number, key?: string, waitedMs = 0, format: ErrorFormat = 'openai'): void {
+  const body = JSON.stringify(error.toBody(format));
   const headers = keypoolHeaders({ ...error.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(body)) }, attempts, key, waitedMs);
   res.writeHead(error.status, headers);
   res.end(body);

@@ -25,6 +25,7 @@ const REQUEST_DROP = new Set([
   'authorization',
   'x-api-key',
   'api-key',
+  'x-goog-api-key',
   'host',
   'content-length',
   'expect',
@@ -99,4 +100,33 @@ export function pathOnly(url: string): string {
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path;
+}
+
+/** Adds the headers an upstream requires that the client did not send (the anthropic preset's anthropic-version). */
+export function withDefaults(headers: Record<string, string | string[]>, defaults: Readonly<Record<string, string>>): Record<string, string | string[]> {
+  for (const name in defaults) if (headers[name] === undefined) headers[name] = defaults[name]!;
+  return headers;
+}
+
+/**
+ * The path with the named query parameters removed, the rest byte for byte (order and encoding kept).
+ * Names are compared as sent: `key` and `KEY` are different parameters to every server that matters.
+ */
+export function withoutQueryParams(path: string, names: ReadonlySet<string>): string {
+  const q = path.indexOf('?');
+  if (q === -1) return path;
+  const kept = path
+    .slice(q + 1)
+    .split('&')
+    .filter((pair) => {
+      const eq = pair.indexOf('=');
+      const name = eq === -1 ? pair : pair.slice(0, eq);
+      return pair !== '' && !names.has(name);
+    });
+  return kept.length === 0 ? path.slice(0, q) : `${path.slice(0, q)}?${kept.join('&')}`;
+}
+
+/** The path with the pool key added as a query parameter (an upstream that takes keys in the URL). */
+export function withQueryKey(path: string, name: string, secret: string): string {
+  return `${path}${path.includes('?') ? '&' : '?'}${name}=${encodeURIComponent(secret)}`;
 }

@@ -3,7 +3,7 @@
 // The trade-off: once committed, a later failure can only be told as an SSE `error` event.
 import type { ServerResponse } from 'node:http';
 import type { Clock } from '../clock.js';
-import type { KeypoolError } from '../errors.js';
+import type { ErrorFormat, KeypoolError } from '../errors.js';
 
 export class StreamKeepAlive {
   readonly #raw: ServerResponse;
@@ -53,7 +53,7 @@ export class StreamKeepAlive {
     this.#raw.end(`event: error\ndata: ${body.replace(/\n/g, ' ')}\n\n`);
   }
 
-  failWith(error: KeypoolError): void {
-    this.fail(JSON.stringify(error.toBody()));
+  failWith(error: KeypoolError, format: ErrorFormat = 'openai'): void {
+    this.fail(JSON.stringify(error.toBody(format)));
   }
 }

@@ -5,15 +5,18 @@
 // never sent again (unless retry.replayAfterSend), because it may already be running and billed.
 // Rules learnt from undici's retry-handler (phase and method decide replay) and openai-node
 // (`x-should-retry` overrides the status).
-import { backoffMs, isOutOfCredit, rateLimitedUntil, type CooldownSettings } from '../keys/cooldown.js';
+import { isOutOfCredit, rateLimitedUntil, type CooldownSettings } from '../keys/cooldown.js';
 import type { CoolReason, DisableReason } from '../keys/key-state.js';
 import { header, type HeaderBag } from '../keys/rate-limit-headers.js';
 import type { FailPhase } from './attempt.js';
 import { blameOf } from './blame.js';
+import { isCreditTooLow, isDailyQuota, isKeyInvalid, retryDelayInBody, untilPacificMidnightMs } from './provider-signals.js';
 
 export interface PolicySettings extends CooldownSettings {
   /** Re-send a non-idempotent request after the upstream may have received all of it. */
   readonly replayAfterSend: boolean;
+  /** Whose error bodies these are: some providers say in the body what others say in status and headers. */
+  readonly dialect: 'openai' | 'anthropic' | 'gemini';
 }
 
 /** What one attempt came to, as far as the policy needs to know. */
@@ -93,7 +96,15 @@ export function decide(input: PolicyInput): Decision {
     if (shouldRetry === 'false') return { kind: 'deliver', penalty: limited };
     if (body === undefined) return { kind: 'read-body', provisional: limited };
     if (isOutOfCredit(body)) return { kind: 'rotate', penalty: coolForCredit(input), cause: 'credit' };
+    if (input.settings.dialect === 'gemini') return { kind: 'rotate', penalty: geminiLimit(input, body, limited), cause: 'limit' };
     return { kind: 'rotate', penalty: limited, cause: 'limit' };
+  }
+  // Anthropic says "out of credit" and Gemini "invalid key" with a 400: the body tells them from a bad request.
+  if (status === 400 && input.settings.dialect !== 'openai' && shouldRetry !== 'true') {
+    if (body === undefined) return { kind: 'read-body', provisional: NONE };
+    if (isCreditTooLow(body)) return { kind: 'rotate', penalty: coolForCredit(input), cause: 'credit' };
+    if (isKeyInvalid(body)) return { kind: 'rotate', penalty: disable(input, 'unauthorized'), cause: 'auth' };
+    return DELIVER;
   }
   if (shouldRetry === 'false') return DELIVER;
   if (status === 402) return { kind: 'rotate', penalty: coolForCredit(input), cause: 'credit' };
@@ -140,6 +151,16 @@ function coolForLimit(input: PolicyInput): Penalty {
   return { kind: 'cool', scope: 'model', reason: 'rate_limited', until };
 }
 
+/** Gemini's 429 says in its body how long (RetryInfo), and whether the day's quota is gone (QuotaFailure). */
+function geminiLimit(input: PolicyInput, body: string, fromHeaders: Penalty): Penalty {
+  const { now, settings } = input;
+  if (isDailyQuota(body)) {
+    return { kind: 'cool', scope: 'model', reason: 'rate_limited', until: now + Math.min(untilPacificMidnightMs(now), settings.maxMs) };
+  }
+  const delay = retryDelayInBody(body, settings.maxMs);
+  return delay === undefined || delay < 1 ? fromHeaders : { kind: 'cool', scope: 'model', reason: 'rate_limited', until: Math.ceil(now + delay) };
+}
+
 function coolForCredit(input: PolicyInput): Penalty {
   return { kind: 'cool', scope: 'key', reason: 'out_of_credit', until: input.now + input.settings.outOfCreditMs };
 }
@@ -156,5 +177,3 @@ function disable(input: PolicyInput, reason: DisableReason): Penalty {
 export function retryDelayMs(charged: number, random: number, base: number, max: number): number {
   return Math.round(Math.min(max, base * 2 ** Math.min(20, Math.max(0, charged - 1))) * (0.5 + 0.5 * random));
 }
-
-export { backoffMs };

@@ -15,6 +15,8 @@ import type { WaitingRoom } from '../keys/waiting-room.js';
 import type { Attempt, AttemptHead } from './attempt.js';
 import { decodeBody } from './body-text.js';
 import { clientResponseHeaders } from './headers.js';
+import { errorInStream } from './provider-signals.js';
+import { firstDataEvent, isEventStream } from './sse.js';
 import { describeNetworkError, giveUp, queueFull, replayRefused, type Failure } from './give-up.js';
 import { decide, retryDelayMs, type Decision, type Penalty, type PolicySettings } from './retry-policy.js';
 
@@ -28,6 +30,9 @@ export class RequestAborted extends Error {
 
 /** Keys asked about a refusal nobody can explain before the client gets it (the first, and one more). */
 const UNEXPLAINED_OPINIONS = 2;
+
+/** Most of a stream read ahead for its first event (commit on content). */
+const PEEK_LIMIT = 64 * 1024;
 
 /** Largest part of an error body keypool reads to decide (e.g. find `insufficient_quota`). */
 export const SNIPPET_LIMIT = 64 * 1024;
@@ -61,6 +66,8 @@ export interface RotateRequest {
   readonly session?: string | undefined;
   /** Called each time the request starts waiting for a key (stream keep-alive hooks in here). */
   readonly onWait?: () => void;
+  /** A stream on an upstream that may put errors in its first event: read that far (at most this long) before delivering. */
+  readonly commitOnContentMs?: number | undefined;
 }
 
 /** One attempt, as the request's log line and metrics tell it: which key, and why the request left it. */
@@ -290,7 +297,38 @@ class AttemptLoop {
       }
       decision = this.#judge(lease, head, bodyText);
     }
+    const commitMs = this.#req.commitOnContentMs;
+    if (decision.kind === 'deliver' && commitMs !== undefined && head.kind === 'head' && head.status < 300 && isEventStream(head.headers['content-type'])) {
+      // Some providers answer 200 and put the failure in the first event: look before anything is committed.
+      const inStream = await this.#firstEventError(attempt, commitMs);
+      if (this.#req.signal.aborted) {
+        attempt.cancel(new Error('request over'));
+        lease.end(undefined);
+        return this.#stop(this.#stopped());
+      }
+      if (inStream !== undefined) {
+        const as: AttemptHead = { kind: 'head', status: inStream.status, headers: head.headers };
+        const judged = this.#judge(lease, as, inStream.body);
+        // A failure nobody would retry is delivered as it came (the stream, its error event first).
+        if (judged.kind !== 'deliver') {
+          attempt.cancel(new Error('error inside a 200 stream'));
+          return this.#carryOut(lease, attempt, as, judged, inStream.body, applied);
+        }
+      }
+    }
     return this.#carryOut(lease, attempt, head, decision, bodyText, applied);
+  }
+
+  /** Reads ahead to the stream's first data event (at most `ms`): the failure it carries, if it is one. */
+  async #firstEventError(attempt: Attempt, ms: number): Promise<{ status: number; body: string } | undefined> {
+    const cancel = this.#deps.clock.timer(ms, () => attempt.stopPeek());
+    try {
+      const seen = await attempt.peek(PEEK_LIMIT, (bytes) => firstDataEvent(bytes.toString('utf8')) !== undefined);
+      const first = firstDataEvent(seen.toString('utf8'));
+      return first === undefined ? undefined : errorInStream(first);
+    } finally {
+      cancel();
+    }
   }
 
   #judge(lease: Lease, head: AttemptHead, body: string | undefined): Decision {
@@ -396,7 +434,8 @@ class AttemptLoop {
     const { pool, clock } = this.#deps;
     if (alreadyApplied !== undefined && samePenalty(p, alreadyApplied)) return;
     const now = clock.now();
-    if (p.kind === 'cool') pool.cool(lease.state, p.scope === 'key' ? '' : this.#req.demand.model, p.until, p.reason, now);
+    const refining = alreadyApplied?.kind === 'cool' && p.kind === 'cool' && alreadyApplied.reason === p.reason && alreadyApplied.scope === p.scope;
+    if (p.kind === 'cool') pool.cool(lease.state, p.scope === 'key' ? '' : this.#req.demand.model, p.until, p.reason, now, refining);
     else if (p.kind === 'disable') pool.disable(lease.state, p.reason, p.until);
   }
 

@@ -10,7 +10,8 @@ import type { Lease } from '../keys/pool.js';
 import { createScrubber } from '../keys/scrub.js';
 import { Attempt, type BodyEnd } from './attempt.js';
 import { keypoolHeaders, sendError } from './client-response.js';
-import { clientResponseHeaders, headerValue, pathOnly, setKey, upstreamRequestHeaders } from './headers.js';
+import { clientResponseHeaders, headerValue, pathOnly, setKey, upstreamRequestHeaders, withDefaults, withoutQueryParams, withQueryKey } from './headers.js';
+import { pathHints } from './path-model.js';
 import { readBody } from './request-body.js';
 import { StreamKeepAlive } from './keep-alive.js';
 import { requestInfo } from './request-info.js';
@@ -27,6 +28,8 @@ const NO_TRAIL: readonly TrailStep[] = [];
 /** Status logged for a request whose client left before it was answered (nginx's convention). */
 const CLIENT_CLOSED = 499;
 const NO_FIELDS: readonly string[] = [];
+/** Query parameters that carry a client's credential somewhere (Google's `key`): dropped before forwarding. */
+const CREDENTIAL_PARAMS: ReadonlySet<string> = new Set(['key', 'api-key', 'api_key']);
 
 export interface UpstreamHandler {
   readonly upstream: Upstream;
@@ -44,7 +47,7 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
     clock,
     random: deps.random,
     retry,
-    policy: { ...cooldown, replayAfterSend: retry.replayAfterSend },
+    policy: { ...cooldown, replayAfterSend: retry.replayAfterSend, dialect: upstream.format },
     scrub: createScrubber(upstream.keys),
   };
   const stickyFields = upstream.sticky?.bodyFields ?? NO_FIELDS;
@@ -104,11 +107,12 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
       const error = refused ?? new KeypoolError('keypool_invalid_path', 'The request target could not be forwarded.');
       res.setHeader('connection', 'close');
       req.resume();
-      sendError(res, error, 0);
+      sendError(res, error, 0, undefined, 0, upstream.format);
       log(error.status, undefined, { error: error.code });
       return;
     }
-    const path = target.path;
+    // A credential in the query (Gemini clients send ?key=) is the client's, never forwarded.
+    const path = withoutQueryParams(target.path, CREDENTIAL_PARAMS);
 
     // With clients configured, nothing of a request without a known token is read or sent anywhere.
     const known = gate?.identify(req.headers);
@@ -116,7 +120,7 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
       const error = gate.unauthorized();
       res.setHeader('connection', 'close');
       req.resume();
-      sendError(res, error, 0);
+      sendError(res, error, 0, undefined, 0, upstream.format);
       log(error.status, undefined, { error: error.code });
       return;
     }
@@ -124,7 +128,7 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
     if (read === 'too_large') {
       const error = new KeypoolError('keypool_body_too_large', 'Request body is larger than server.bodyLimitBytes.');
       res.setHeader('connection', 'close');
-      sendError(res, error, 0);
+      sendError(res, error, 0, undefined, 0, upstream.format);
       log(error.status, undefined, { error: error.code });
       return;
     }
@@ -134,19 +138,22 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
       return;
     }
     const body = read;
-    const baseHeaders = upstreamRequestHeaders(req.headers);
+    const baseHeaders = withDefaults(upstreamRequestHeaders(req.headers), upstream.defaultHeaders);
     const info = requestInfo(body, headerValue(req.headers['content-type']), stickyFields);
-    model = info.demand.model;
-    stream = info.stream;
+    const hints = pathHints(upstream.provider, path);
+    const demand = hints.model === undefined ? info.demand : { model: hints.model, tokens: info.demand.tokens };
+    model = demand.model;
+    stream = info.stream || hints.stream;
+    const headersTimeoutMs = stream ? retry.streamHeadersTimeoutMs : retry.headersTimeoutMs;
     client = known?.name ?? headerValue(req.headers[queue.clientHeader]) ?? req.socket.remoteAddress ?? 'unknown';
     const admission = known === undefined || gate === undefined ? undefined : gate.admit(known, upstream.name, model, clock.now());
     if (admission !== undefined && !admission.ok) {
-      sendError(res, admission.error, 0);
+      sendError(res, admission.error, 0, undefined, 0, upstream.format);
       log(admission.error.status, undefined, { error: admission.error.code });
       return;
     }
     if (admission !== undefined) admitted.release = admission.release;
-    const headersTimeoutMs = info.stream ? retry.streamHeadersTimeoutMs : retry.headersTimeoutMs;
+
 
     const ctl = new AbortController();
     let current: Attempt | undefined;
@@ -160,7 +167,7 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
     };
     res.on('close', onClose);
     const cancelDeadline = clock.timer(retry.timeoutMs, () => abort(new RequestAborted('deadline')));
-    const keepAlive = queue.streamKeepAlive && info.stream ? new StreamKeepAlive(res, clock, queue.keepAliveIntervalMs) : undefined;
+    const keepAlive = queue.streamKeepAlive && stream ? new StreamKeepAlive(res, clock, queue.keepAliveIntervalMs) : undefined;
     // While the loop runs nothing has been sent: a cut is a plain close. Delivery replaces it.
     const me: { cut: (reason: string) => void } = { cut: () => abort(new RequestAborted('shutdown')) };
     active.add(me);
@@ -175,13 +182,18 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
       signal: ctl.signal,
       deadline: clock.now() + retry.timeoutMs,
       method,
-      demand: info.demand,
+      demand,
       client,
       session: upstream.sticky ? (headerValue(req.headers[upstream.sticky.header]) ?? info.sessionFromBody) : undefined,
       onWait: keepAlive ? () => keepAlive.start() : undefined,
+      commitOnContentMs: stream ? upstream.commitOnContentMs : undefined,
       send: (lease: Lease) => {
-        setKey(baseHeaders, upstream.authHeader, lease.state.key.reveal());
-        current = new Attempt(agent, { origin: upstream.origin, path, method: method as Dispatcher.HttpMethod, headers: baseHeaders, body, headersTimeoutMs, idleTimeoutMs: retry.idleTimeoutMs });
+        const o = lease.state.key.options;
+        // A key with its own baseUrl (another Azure resource) gets the same request under its own base path.
+        let to = o.basePath === undefined ? path : o.basePath + path.slice(upstream.basePath.length);
+        if (upstream.auth.kind === 'header') setKey(baseHeaders, upstream.auth.name, lease.state.key.reveal());
+        else to = withQueryKey(to, upstream.auth.name, lease.state.key.reveal());
+        current = new Attempt(agent, { origin: o.origin ?? upstream.origin, path: to, method: method as Dispatcher.HttpMethod, headers: baseHeaders, body, headersTimeoutMs, idleTimeoutMs: retry.idleTimeoutMs });
         return current;
       },
     });
@@ -194,8 +206,8 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
         return;
       case 'error':
         done();
-        if (keepAlive?.committed) keepAlive.failWith(outcome.error);
-        else sendError(res, outcome.error, outcome.attempts, outcome.key?.key.name, outcome.waitedMs);
+        if (keepAlive?.committed) keepAlive.failWith(outcome.error, upstream.format);
+        else sendError(res, outcome.error, outcome.attempts, outcome.key?.key.name, outcome.waitedMs, upstream.format);
         log(outcome.error.status, outcome, { error: outcome.error.code });
         return;
       case 'answer': {
@@ -226,7 +238,7 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
     me.cut = (reason) => {
       abort(new RequestAborted('shutdown'));
       const error = new KeypoolError('keypool_stream_interrupted', `keypool ${reason}; the answer is incomplete.`);
-      if (events !== undefined && res.headersSent && !res.writableEnded) res.end(streamErrorEvent(error));
+      if (events !== undefined && res.headersSent && !res.writableEnded) res.end(streamErrorEvent(error, upstream.format));
       else if (!res.writableEnded) res.destroy();
     };
     let end: BodyEnd;
@@ -283,7 +295,7 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
           ? `The upstream sent nothing for retry.idleTimeoutMs (${retry.idleTimeoutMs} ms) mid-answer`
           : 'The upstream broke off mid-answer';
     if (events !== undefined && !res.writableEnded && !res.destroyed) {
-      res.end(streamErrorEvent(new KeypoolError('keypool_stream_interrupted', `${message}; the answer is incomplete.`)));
+      res.end(streamErrorEvent(new KeypoolError('keypool_stream_interrupted', `${message}; the answer is incomplete.`), upstream.format));
     } else {
       res.destroy();
     }

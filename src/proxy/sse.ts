@@ -2,7 +2,7 @@
 // the upstream never leaves half an event with the client), and how keypool says "this stream broke" as
 // a last event the client's SDK raises as an error (OpenAI: a `data:` line holding `{"error":{...}}`).
 // https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
-import type { KeypoolError } from '../errors.js';
+import type { ErrorFormat, KeypoolError } from '../errors.js';
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -73,7 +73,41 @@ export class EventAligner {
 
 const EMPTY = Buffer.alloc(0);
 
-/** The last event of a stream keypool had to cut, in OpenAI's format (the SDK raises it as an APIError). */
-export function streamErrorEvent(error: KeypoolError): string {
-  return `data: ${JSON.stringify(error.toBody())}\n\n`;
+/** One parsed event: its `event:` name (if any) and its `data:` lines joined. */
+export interface StreamEvent {
+  readonly event: string | undefined;
+  readonly data: string;
+}
+
+/**
+ * The first event of a stream that carries data, if `text` holds all of it; comment-only blocks (OpenRouter's
+ * ": OPENROUTER PROCESSING" while it waits) and events without data are skipped. undefined: not there yet.
+ */
+export function firstDataEvent(text: string): StreamEvent | undefined {
+  const blocks = text.split(/\r\n\r\n|\n\n|\r\r/);
+  // The last piece has no blank line after it yet: incomplete.
+  for (let i = 0; i < blocks.length - 1; i++) {
+    let event: string | undefined;
+    const data: string[] = [];
+    for (const line of blocks[i]!.split(/\r\n|\n|\r/)) {
+      if (line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon === -1 ? line : line.slice(0, colon);
+      const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'event') event = value;
+      else if (field === 'data') data.push(value);
+    }
+    if (data.length > 0) return { event, data: data.join('\n') };
+  }
+  return undefined;
+}
+
+/**
+ * The last event of a stream keypool had to cut, in the upstream's format, so the client's SDK raises it:
+ * OpenAI's `data: {"error":{...}}` (the openai SDK throws an APIError), Anthropic's `event: error` (the
+ * Anthropic SDK throws), Google's `data: {"error":{...}}`.
+ */
+export function streamErrorEvent(error: KeypoolError, format: ErrorFormat = 'openai'): string {
+  const data = JSON.stringify(error.toBody(format));
+  return format === 'anthropic' ? `event: error\ndata: ${data}\n\n` : `data: ${data}\n\n`;
 }

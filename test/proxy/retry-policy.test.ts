@@ -13,6 +13,7 @@ const settings = {
   modelUnavailableMs: 1_800_000,
   disabledMs: 86_400_000,
   replayAfterSend: false,
+  dialect: 'openai' as const,
 };
 const NOW = 1_000_000;
 const input = (result: AttemptResult, over: Partial<PolicyInput> = {}): PolicyInput => ({
@@ -178,5 +179,32 @@ describe('idempotence and pacing', () => {
     expect(retryDelayMs(1, 0, 500, 8000)).toBe(250);
     expect(retryDelayMs(30, 0.999999, 500, 8000)).toBe(8000);
     expect(retryDelayMs(3, 0.5, 0, 8000)).toBe(0);
+  });
+});
+
+describe('provider dialects', () => {
+  const anthropic = { ...settings, dialect: 'anthropic' as const };
+  const gemini = { ...settings, dialect: 'gemini' as const };
+  it('Anthropic: a 400 saying the credit is too low is out of credit; another 400 is the request’s', () => {
+    const low = '{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}';
+    expect(decide(input(answered(400), { settings: anthropic }))).toEqual({ kind: 'read-body', provisional: { kind: 'none' } });
+    expect(decide(input(answered(400, {}, low), { settings: anthropic }))).toMatchObject({ kind: 'rotate', cause: 'credit', penalty: { reason: 'out_of_credit', scope: 'key' } });
+    expect(decide(input(answered(400, {}, '{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too big"}}'), { settings: anthropic }))).toEqual({ kind: 'deliver', penalty: { kind: 'none' } });
+    // OpenAI's 400 is never read: it is always the request's.
+    expect(decide(input(answered(400)))).toEqual({ kind: 'deliver', penalty: { kind: 'none' } });
+  });
+  it('Gemini: RetryInfo in a 429 body sets the cooldown; a spent daily quota cools until the reset (capped); 400 API_KEY_INVALID disables', () => {
+    const retry = '{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}';
+    expect(decide(input(answered(429, {}, retry), { settings: gemini }))).toMatchObject({ kind: 'rotate', penalty: { reason: 'rate_limited', until: NOW + 37_000 } });
+    const daily = '{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}]}}';
+    const d = decide(input(answered(429, {}, daily), { settings: gemini }));
+    expect(d.kind === 'rotate' && d.penalty.kind === 'cool' ? d.penalty.until - NOW : -1).toBeLessThanOrEqual(settings.maxMs);
+    expect(d).toMatchObject({ penalty: { scope: 'model' } });
+    expect(decide(input(answered(400, {}, '{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}'), { settings: gemini }))).toMatchObject({
+      kind: 'rotate',
+      penalty: { kind: 'disable' },
+    });
+    // Without a RetryInfo, the headers' (or backoff's) cooldown stands.
+    expect(decide(input(answered(429, { 'retry-after': '5' }, '{"error":{"code":429}}'), { settings: gemini }))).toMatchObject({ penalty: { until: NOW + 5000 } });
   });
 });
