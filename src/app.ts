@@ -10,6 +10,7 @@ import { KeypoolError } from './errors.js';
 import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
 import { createProxy, type Proxy, type UpstreamRuntime } from './proxy/proxy-handler.js';
 import { createUpstreamAgent } from './proxy/upstream-agent.js';
+import { createWebSocketProxy, type WebSocketProxy } from './proxy/websocket-proxy.js';
 import { WaitingRoom } from './keys/waiting-room.js';
 import { Replication } from './state/replication.js';
 import type { StateStore } from './state/store.js';
@@ -22,6 +23,8 @@ declare module 'fastify' {
     rooms: ReadonlyMap<string, WaitingRoom>;
     /** The proxy routes' handler: requests in flight, and a way to cut them at shutdown. */
     proxy: Proxy;
+    /** WebSocket upgrades on the proxy routes: sessions open, and a way to close them at shutdown. */
+    websockets: WebSocketProxy;
   }
 }
 
@@ -70,6 +73,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   const agent = createUpstreamAgent({ connectTimeoutMs: config.retry.connectTimeoutMs });
   const proxy = createProxy({ config, runtimes, agent, clock, random, logger });
+  const pools = new Map([...runtimes].map(([name, r]) => [name, r.pool] as const));
+  const websockets = createWebSocketProxy({ config, pools, route: (url) => proxy.route(url)?.upstream, clock, random, logger });
 
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type the default one.
@@ -83,11 +88,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         const route = proxy.route(req.url ?? '/');
         if (route !== undefined) proxy.handle(route, req, res);
         else fastifyHandler(req, res);
-      }),
+      }).on('upgrade', websockets.upgrade),
   });
   app.decorate('pools', new Map([...runtimes].map(([name, r]) => [name, r.pool] as const)));
   app.decorate('rooms', new Map([...runtimes].map(([name, r]) => [name, r.room] as const)));
   app.decorate('proxy', proxy);
+  app.decorate('websockets', websockets);
+  // Upgraded sockets keep server.close() waiting: sessions are closed (1001) as shutdown begins.
+  app.addHook('preClose', async () => {
+    websockets.closeAll('is shutting down');
+  });
 
   if (store) {
     replication = new Replication(app.pools, store, clock, logger);
