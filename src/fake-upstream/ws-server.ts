@@ -93,6 +93,9 @@ export function attachWsFake(server: Server, options: WsFakeOptions = {}): WsFak
       case 'server_error':
         return answer(behavior.status ?? 500, SERVER_ERROR_BODY);
       case 'hang':
+        // Read (and drop) what comes, so a client that gives up is seen leaving.
+        socket.resume();
+        socket.once('end', () => socket.destroy());
         return;
       case 'status':
         return answer(behavior.status, Buffer.from(behavior.body ?? ''), behavior.headers);

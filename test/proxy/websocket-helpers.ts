@@ -21,13 +21,18 @@ export interface Closed {
 }
 
 /** Opens a WebSocket to `url`; a non-101 answer resolves as `refused` with its status, headers and body. */
-export function openWs(url: string, options: { headers?: Record<string, string>; protocols?: string[]; pauseOnOpen?: boolean } = {}): Promise<Opened> {
+/** `keepData: false` keeps only each message's first 8 bytes (floods). */
+export function openWs(url: string, options: { headers?: Record<string, string>; protocols?: string[]; pauseOnOpen?: boolean; keepData?: boolean } = {}): Promise<Opened> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers, perMessageDeflate: false });
     const messages: Message[] = [];
     let headers: IncomingHttpHeaders = {};
     const closed = new Promise<Closed>((r) => ws.once('close', (code, reason) => r({ code, reason: reason.toString('utf8') })));
-    ws.on('message', (data, isBinary) => messages.push({ data: data as Buffer, isBinary }));
+    const keep = options.keepData ?? true;
+    ws.on('message', (data, isBinary) => {
+      const b = data as Buffer;
+      messages.push({ data: keep ? b : Buffer.from(b.subarray(0, 8)), isBinary });
+    });
     ws.on('upgrade', (res) => (headers = res.headers));
     ws.once('open', () => {
       if (options.pauseOnOpen === true) ws.pause();
