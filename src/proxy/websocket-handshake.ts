@@ -32,14 +32,13 @@ export interface HandshakeRequest {
 export type HandshakeResult =
   /** 101: `socket` is open and paused; the caller resumes it once its listeners are on. */
   | { readonly kind: 'open'; readonly socket: WebSocket; readonly headers: IncomingHttpHeaders }
-  /** The upstream answered with a status instead. Read (or drop) the body: either ends the attempt. */
+  /** The upstream answered with a status instead. Reading the body ends the attempt (or cancel()). */
   | {
       readonly kind: 'answered';
       readonly status: number;
       readonly headers: IncomingHttpHeaders;
       /** At most `limit` raw bytes of the body, or what arrived within `timeoutMs`; then the connection is closed. */
       readonly read: (limit: number, timeoutMs: number) => Promise<Buffer>;
-      readonly drop: () => void;
     }
   | { readonly kind: 'failed'; readonly phase: 'connect' | 'sent'; readonly timedOut: boolean; readonly error: Error };
 
@@ -80,17 +79,12 @@ export class UpstreamHandshake {
       ws.pause();
       this.#finish({ kind: 'open', socket: ws, headers: upgradeHeaders });
     });
-    ws.on('unexpected-response', (request, res) => {
+    ws.on('unexpected-response', (_request, res) => {
       this.#finish({
         kind: 'answered',
         status: res.statusCode ?? 502,
         headers: res.headers,
         read: (limit, timeoutMs) => readBounded(res, limit, timeoutMs, clock).finally(() => ws.terminate()),
-        drop: () => {
-          res.destroy();
-          request.destroy();
-          ws.terminate();
-        },
       });
     });
     // An error listener is always on: ws emits one for every failure, before and after the handshake.

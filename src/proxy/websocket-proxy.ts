@@ -14,12 +14,13 @@ import { KeypoolError } from '../errors.js';
 import type { KeyPool } from '../keys/pool.js';
 import { createScrubber } from '../keys/scrub.js';
 import { upstreamPath } from './proxy-handler.js';
-import { logFields, type RequestListener, type RequestRecord } from './request-record.js';
-import { RequestAborted, type TrailStep } from './rotate.js';
+import type { RequestListener } from './request-record.js';
+import { RequestAborted } from './rotate.js';
 import { connectUpstream, type ConnectDeps, type ConnectOutcome } from './websocket-connect.js';
 import { CLOSE_TIMEOUT_MS, type CloseTimeout } from './websocket-handshake.js';
 import { GOING_AWAY } from './websocket-close.js';
-import { HIGH_WATER_BYTES, LOW_WATER_BYTES, Relay, type FlowStats, type RelayEnd } from './websocket-relay.js';
+import { headerValue, logLine, pathOnly, recordOf, type Context, type RecordExtra } from './websocket-record.js';
+import { HIGH_WATER_BYTES, LOW_WATER_BYTES, Relay, type FlowStats } from './websocket-relay.js';
 import { answerOnSocket, refuseWithError } from './websocket-refuse.js';
 import { checkUpgrade, modelFromUrl, upstreamHandshakeHeaders, upstreamSubprotocols } from './websocket-request.js';
 import { handshakeLines, keypoolHeaders } from './websocket-response.js';
@@ -38,7 +39,6 @@ const MAX_EARLY_BYTES = 64 * 1024;
 const MAX_REQUEST_ID = 128;
 /** Status logged for a client that left before its handshake was answered (nginx's convention). */
 const CLIENT_CLOSED = 499;
-const NO_TRAIL: readonly TrailStep[] = [];
 
 export type AuthOutcome = { readonly ok: true; readonly client: string } | { readonly ok: false; readonly error: KeypoolError };
 /** Client-token check, called before anything else; a refusal gets its error as the handshake's HTTP answer. */
@@ -90,16 +90,6 @@ export interface WebSocketProxy {
 interface Session {
   readonly view: Omit<SessionView, 'toClient' | 'toUpstream'>;
   readonly relay: Relay;
-}
-
-/** What one upgrade's log line and record need. */
-interface Context {
-  readonly id: string;
-  readonly url: string;
-  readonly started: number;
-  upstream: string;
-  client: string;
-  model: string;
 }
 
 export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
@@ -183,7 +173,7 @@ class WsProxy implements WebSocketProxy {
   }
 
   async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const { deps } = { deps: this.#deps };
+    const deps = this.#deps;
     const url = req.url ?? '/';
     const remote = req.socket.remoteAddress;
     const ctx: Context = { id: requestId(req.headers), url, started: performance.now(), upstream: '-', client: remote ?? 'unknown', model: '' };
@@ -198,6 +188,8 @@ class WsProxy implements WebSocketProxy {
       const auth = await deps.authenticate(req.headers, remote);
       if (!auth.ok) return refuse(auth.error);
       ctx.client = auth.client;
+      // The client may have gone while its token was checked: no key is used for nobody.
+      if (socket.destroyed) return this.#log(ctx, CLIENT_CLOSED, undefined, { cut: 'client_closed' });
     } else {
       ctx.client = headerValue(req.headers[deps.config.queue.clientHeader]) ?? ctx.client;
     }
@@ -314,60 +306,13 @@ class WsProxy implements WebSocketProxy {
     this.#log(ctx, 101, outcome, { session: end, usage: used });
   }
 
-  #log(ctx: Context, status: number, o: ConnectOutcome | undefined, extra: { error?: string; cut?: string; session?: RelayEnd; usage?: RequestRecord['usage'] } = {}): void {
-    const totalMs = performance.now() - ctx.started;
-    const record: RequestRecord = {
-      id: ctx.id,
-      method: 'GET',
-      path: pathOnly(ctx.url),
-      upstream: ctx.upstream,
-      client: ctx.client,
-      model: ctx.model,
-      stream: true,
-      status,
-      error: extra.error,
-      attempts: o?.attempts ?? 0,
-      retries: o?.retries ?? 0,
-      key: o?.kind === 'open' ? o.lease.state.key.name : o?.key,
-      trail: o?.trail ?? NO_TRAIL,
-      cut: extra.cut,
-      totalMs,
-      waitedMs: 0,
-      upstreamMs: 0,
-      upstreamRequestId: o?.kind === 'open' ? headerValue(o.headers['x-request-id']) : undefined,
-      usage: extra.usage,
-    };
-    const s = extra.session;
-    const fields = s === undefined
-      ? { ...logFields(record), websocket: true }
-      : {
-          ...logFields(record),
-          websocket: true,
-          closedBy: s.closedBy,
-          closeCode: s.code,
-          closeReason: s.reason === '' ? undefined : s.reason,
-          msgsIn: s.toUpstream.messages,
-          msgsOut: s.toClient.messages,
-          bytesIn: s.toUpstream.bytes,
-          bytesOut: s.toClient.bytes,
-          pauses: s.toClient.pauses + s.toUpstream.pauses || undefined,
-        };
-    this.#deps.logger.info(fields, 'websocket');
+  #log(ctx: Context, status: number, o: ConnectOutcome | undefined, extra: RecordExtra = {}): void {
+    const record = recordOf(ctx, performance.now() - ctx.started, status, o, extra);
+    this.#deps.logger.info(logLine(record, extra.session), 'websocket');
     for (const fn of this.#listeners) fn(record);
   }
 }
 
 function requestId(headers: IncomingHttpHeaders): string {
   return headerValue(headers['x-request-id'])?.slice(0, MAX_REQUEST_ID) ?? randomUUID();
-}
-
-function headerValue(v: string | string[] | undefined): string | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
-  return s === undefined || s === '' ? undefined : s;
-}
-
-/** Without the query string (it may carry a credential). */
-function pathOnly(url: string): string {
-  const q = url.indexOf('?');
-  return q === -1 ? url : url.slice(0, q);
 }

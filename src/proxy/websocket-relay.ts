@@ -117,6 +117,13 @@ export class Relay {
     upstream.resume();
   }
 
+  /** For a side that closed before its listeners were on (its 'close' is not emitted again): as if it dropped. */
+  #closedAlready(ws: WebSocket, onClose: (code: number, reason: Buffer) => void): boolean {
+    if (ws.readyState !== WebSocket.CLOSED) return false;
+    queueMicrotask(() => onClose(1006, Buffer.alloc(0)));
+    return true;
+  }
+
   get toClient(): FlowStats {
     return this.#toClient.stats();
   }
@@ -151,7 +158,7 @@ export class Relay {
       if (other.readyState === WebSocket.OPEN) other.pong(data);
     });
     ws.on('error', (err) => onError?.(side, err));
-    ws.once('close', (code, reason) => {
+    const onClose = (code: number, reason: Buffer): void => {
       this.#first ??= { by: side, code, reason: this.#options.scrub(reason.toString('utf8')) };
       // The other side may be paused behind this one: it must read again to finish its own close.
       back.resume();
@@ -163,7 +170,8 @@ export class Relay {
         other.terminate();
       }
       if (--this.#open === 0) this.#finish();
-    });
+    };
+    if (!this.#closedAlready(ws, onClose)) ws.once('close', onClose);
   }
 
   #finish(): void {
