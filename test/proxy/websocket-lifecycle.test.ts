@@ -96,12 +96,13 @@ describe('WebSocket lifecycle', () => {
 
   it('bytes a client sends before its handshake is answered reach the upstream once the session opens', async () => {
     const { u, p } = await setup();
-    u.setDefault(KEYS[0]!, { kind: 'accept', delayMs: 50 });
+    u.setDefault(KEYS[0]!, { kind: 'accept', delayMs: 300 });
     const raw = await rawSocket(p.url);
-    // A masked text frame "early" (RFC 6455 §5.3), sent right behind the handshake request.
+    // A masked text frame "early" (RFC 6455 §5.3), sent while keypool waits for the upstream's 101.
     const mask = Buffer.from([1, 2, 3, 4]);
     const payload = Buffer.from('early').map((b, i) => b ^ mask[i % 4]!);
     raw.socket.write(HANDSHAKE('/v1/echo'));
+    await waitFor(() => u.handshakes.length === 1);
     raw.socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | 5]), mask, payload]));
     await waitFor(() => u.sessions.length === 1 && u.sessions[0]!.received.length === 1);
     expect(u.sessions[0]!.received[0]!.data.toString()).toBe('early');

@@ -53,6 +53,7 @@ describe('refused upgrades', () => {
     ['a path under no prefix', HANDSHAKE('/v2/responses'), 404, 'keypool_route_not_found'],
     ["keypool's own path", HANDSHAKE('/healthz'), 404, 'keypool_route_not_found'],
     ['an upgrade to another protocol', 'GET /v1/responses HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n', 400, 'keypool_invalid_request'],
+    ['another protocol with a WebSocket key', HANDSHAKE('/v1/responses').replace('Upgrade: websocket', 'Upgrade: h2c'), 400, 'keypool_invalid_request'],
     ['a POST upgrade', HANDSHAKE('/v1/responses').replace('GET', 'POST'), 400, 'keypool_invalid_request'],
     ['a missing Sec-WebSocket-Key', HANDSHAKE('/v1/responses').replace(/Sec-WebSocket-Key: [^\r]+\r\n/, ''), 400, 'keypool_invalid_request'],
     ['a malformed Sec-WebSocket-Key', HANDSHAKE('/v1/responses').replace('dGhlIHNhbXBsZSBub25jZQ==', 'short'), 400, 'keypool_invalid_request'],

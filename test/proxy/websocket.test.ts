@@ -1,7 +1,11 @@
 // WebSockets through keypool against the WebSocket fake upstream on loopback: the Responses API and
 // Realtime paths, the key injected into the upstream handshake and the client's credential stripped,
 // rotation on a refused handshake (and only there), both-way streaming, ping/pong, close propagation.
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
 import { startWsFakeUpstream, type WsFakeUpstream } from '../../src/fake-upstream/ws-server.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
@@ -100,6 +104,44 @@ describe('WebSocket proxying', () => {
     expect(u.sessions).toHaveLength(1);
     expect(u.sessions[0]!.key).toBe(KEYS[1]);
     c.ws.close();
+    await waitAllClosed(p);
+  });
+
+  it('a 429 cools its key at the head, so a handshake arriving while its body is read skips the key', async () => {
+    // A hand-driven upstream: the first key's 429 sends its head and holds the body; the second key is accepted.
+    const seen: string[] = [];
+    const held: Duplex[] = [];
+    const wss = new WebSocketServer({ noServer: true });
+    const server = createServer().on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const key = (req.headers.authorization ?? '').replace('Bearer ', '');
+      seen.push(key);
+      if (key === KEYS[0]) {
+        socket.write('HTTP/1.1 429 Too Many Requests\r\nretry-after: 60\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{"error":');
+        held.push(socket);
+      } else {
+        wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', () => {}));
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    closers.push(async () => {
+      for (const s of held) s.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    const p = await startProxy({ upstreamUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, keys: KEYS, upstream: { strategy: 'fill_first' } });
+    closers.push(() => p.close());
+    const ws = p.url.replace('http:', 'ws:');
+    const first = openWs(`${ws}/v1/responses`);
+    await waitFor(() => held.length === 1);
+    // fill_first would choose the first key again if it were not cooled already.
+    const second = mustOpen(await openWs(`${ws}/v1/responses`));
+    expect(second.headers['x-keypool-key']).toBe('openai-2');
+    expect(seen).toEqual([KEYS[0], KEYS[1]]);
+    held[0]!.end('"x"}      ');
+    const a = mustOpen(await first);
+    expect(a.headers['x-keypool-key']).toBe('openai-2');
+    a.ws.close();
+    second.ws.close();
     await waitAllClosed(p);
   });
 
