@@ -11,10 +11,12 @@ import { applyConfig, poolSettings, type ReloadReport } from './reload.js';
 import { KeypoolError } from './errors.js';
 import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
 import { ClientGate } from './clients/client-gate.js';
+import { wsAuthenticator } from './clients/ws-auth.js';
 import { clientErrorHandler, frameworkErrors, installHygiene } from './proxy/hygiene.js';
 import { createProxy, type Proxy, type UpstreamRuntime } from './proxy/proxy-handler.js';
 import { routingPath } from './proxy/request-target.js';
 import { createUpstreamAgent } from './proxy/upstream-agent.js';
+import { createWebSocketProxy, type WebSocketProxy } from './proxy/websocket-proxy.js';
 import { WaitingRoom } from './keys/waiting-room.js';
 import { Replication } from './state/replication.js';
 import type { StateStore } from './state/store.js';
@@ -31,6 +33,8 @@ declare module 'fastify' {
     config: () => Config;
     /** Applies a new, already validated config in place (see reload.ts). */
     reload: (next: Config) => ReloadReport;
+    /** WebSocket upgrades on the proxy routes: sessions open, and a way to close them at shutdown. */
+    websockets: WebSocketProxy;
   }
 }
 
@@ -70,8 +74,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   for (const u of config.upstreams) runtimes.set(u.name, newRuntime(u, config));
   const newAgent = (c: Config) => createUpstreamAgent({ connectTimeoutMs: c.retry.connectTimeoutMs });
   let agent: Dispatcher = newAgent(config);
-  const gate = config.clients === undefined ? undefined : new ClientGate(config.clients);
+  const gate = gateFor(config);
   const proxy = createProxy({ config, runtimes, agent, clock, random, logger, gate });
+  const pools = new Map([...runtimes].map(([name, r]) => [name, r.pool] as const));
+  const rooms = new Map([...runtimes].map(([name, r]) => [name, r.room] as const));
+  const websockets = createWebSocketProxy({ config, pools, route: (url) => proxy.route(url)?.upstream, clock, random, logger, authenticate: wsAuthenticator(gate) });
 
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type the default one.
@@ -90,22 +97,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         const route = path === undefined ? undefined : proxy.route(path);
         if (route !== undefined) proxy.handle(route, req, res);
         else fastifyHandler(req, res);
-      }),
+      }).on('upgrade', websockets.upgrade),
   });
   installHygiene(app);
-  const pools = new Map([...runtimes].map(([name, r]) => [name, r.pool] as const));
-  const rooms = new Map([...runtimes].map(([name, r]) => [name, r.room] as const));
   app.decorate('pools', pools);
   app.decorate('rooms', rooms);
   app.decorate('proxy', proxy);
   let live = config;
   app.decorate('config', () => live);
   app.decorate('reload', (next: Config): ReloadReport => {
-    const target = { runtimes, pools, rooms, proxy, newRuntime, newAgent, setLogLevel: (level: Config['log']['level']) => (logger.level = level) };
+    const target = { runtimes, pools, rooms, proxy, newRuntime, newAgent, gateFor, setLogLevel: (level: Config['log']['level']) => (logger.level = level) };
     const applied = applyConfig(target, live, next, agent);
     agent = applied.agent;
     live = next;
+    websockets.reconfigure(next, wsAuthenticator(applied.gate));
     return applied.report;
+  });
+  app.decorate('websockets', websockets);
+  // Upgraded sockets keep server.close() waiting: sessions are closed (1001) as shutdown begins.
+  app.addHook('preClose', async () => {
+    websockets.closeAll('is shutting down');
   });
 
   if (store) {
@@ -133,6 +144,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Still 200 when the shared store is away: requests are served from local state meanwhile.
   app.get('/healthz', async () => (store ? { status: 'ok', sharedState: store.healthy ? 'ok' : 'degraded' } : { status: 'ok' }));
   return app;
+}
+
+function gateFor(c: Config): ClientGate | undefined {
+  return c.clients === undefined ? undefined : new ClientGate(c.clients);
 }
 
 function toKeypoolError(err: FastifyError): KeypoolError {

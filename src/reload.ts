@@ -3,7 +3,7 @@
 // upstreams take no new requests while those in flight finish; settings apply to requests that start
 // after the reload. What cannot change in a running process (listen address, state store) is named.
 import type { Config, Upstream } from './config/load.js';
-import { ClientGate } from './clients/client-gate.js';
+import type { ClientGate } from './clients/client-gate.js';
 import type { KeyPool, PoolSettings } from './keys/pool.js';
 import type { WaitingRoom } from './keys/waiting-room.js';
 import type { Proxy, UpstreamRuntime } from './proxy/proxy-handler.js';
@@ -19,6 +19,7 @@ export interface ReloadTarget {
   /** The agent for a new connect timeout (the old one closes once its requests are done). */
   readonly newAgent: (config: Config) => Dispatcher;
   readonly setLogLevel: (level: Config['log']['level']) => void;
+  readonly gateFor: (config: Config) => ClientGate | undefined;
 }
 
 export interface ReloadReport {
@@ -41,7 +42,7 @@ export function poolSettings(u: Upstream, config: Config): PoolSettings {
   };
 }
 
-export function applyConfig(t: ReloadTarget, current: Config, next: Config, agent: Dispatcher): { report: ReloadReport; agent: Dispatcher } {
+export function applyConfig(t: ReloadTarget, current: Config, next: Config, agent: Dispatcher): { report: ReloadReport; agent: Dispatcher; gate: ClientGate | undefined } {
   const upstreams: ReloadReport['upstreams'] = {};
   const upstreamsAdded: string[] = [];
   for (const u of next.upstreams) {
@@ -72,8 +73,9 @@ export function applyConfig(t: ReloadTarget, current: Config, next: Config, agen
     void (agent as Dispatcher & { close(): Promise<void> }).close().catch(() => undefined);
   }
   t.setLogLevel(next.log.level);
-  t.proxy.reconfigure({ config: next, runtimes: t.runtimes, gate: next.clients === undefined ? undefined : new ClientGate(next.clients), agent: nextAgent });
-  return { report: { upstreams, upstreamsAdded, upstreamsRemoved, needsRestart: restartOnly(current, next) }, agent: nextAgent };
+  const gate = t.gateFor(next);
+  t.proxy.reconfigure({ config: next, runtimes: t.runtimes, gate, agent: nextAgent });
+  return { report: { upstreams, upstreamsAdded, upstreamsRemoved, needsRestart: restartOnly(current, next) }, agent: nextAgent, gate };
 }
 
 /** Settings a running process cannot take: where it listens, and where its state lives. */

@@ -3,8 +3,9 @@
 import type { Key } from './key.js';
 
 const KEY_LIKE = /\b(sk|pk|rk|sess|key)-[A-Za-z0-9_*.-]{6,}/g;
-const TOKEN = /[^\s"'`,;:()[\]{}<>=]+/g;
-const DELIMITER = /[\s"'`,;:()[\]{}<>=]/;
+// Sentence punctuation ends a token too: "Incorrect API key provided: <key>." must lose the key.
+const TOKEN = /[^\s"'`,;:()[\]{}<>=.!?]+/g;
+const DELIMITER = /[\s"'`,;:()[\]{}<>=.!?]/;
 
 export type Scrubber = (text: string) => string;
 

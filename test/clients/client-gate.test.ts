@@ -152,3 +152,30 @@ describe('the proxy with clients', () => {
     expect((await call(proxy, { authorization: `Bearer ${A}` })).status).toBe(200);
   });
 });
+
+describe('client tokens on WebSocket handshakes', () => {
+  it('refuses a handshake without a known token; takes one in a header or in the browser subprotocol', async () => {
+    const { startWsFakeUpstream } = await import('../../src/fake-upstream/ws-server.js');
+    const { openWs } = await import('../proxy/websocket-helpers.js');
+    const u = await startWsFakeUpstream();
+    proxy = await startProxy({ upstreamUrl: u.url, keys: [POOL_KEY], clients: [{ name: 'agent-a', token: A }] });
+    try {
+      const ws = `${proxy.url.replace('http', 'ws')}/v1/realtime?model=gpt-realtime`;
+      const refused = await openWs(ws);
+      expect(refused.kind).toBe('refused');
+      expect(u.handshakes).toHaveLength(0);
+      const viaHeader = await openWs(ws, { headers: { authorization: `Bearer ${A}` } });
+      expect(viaHeader.kind).toBe('open');
+      const viaProtocol = await openWs(ws, { protocols: ['realtime', `openai-insecure-api-key.${A}`] });
+      expect(viaProtocol.kind).toBe('open');
+      for (const o of [viaHeader, viaProtocol]) if (o.kind === 'open') o.ws.close();
+      // The client's token never went upstream, in a header or a subprotocol.
+      expect(JSON.stringify(u.handshakes)).not.toContain(A);
+      expect(u.handshakes.map((h) => h.key)).toEqual([POOL_KEY, POOL_KEY]);
+    } finally {
+      await proxy.close();
+      proxy = undefined;
+      await u.close();
+    }
+  });
+});
