@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/load.js';
 import { KeypoolError } from './errors.js';
+import { startHealthProbes } from './health/prober.js';
 import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
 import { createProxy, type Proxy, type UpstreamRuntime } from './proxy/proxy-handler.js';
 import { createUpstreamAgent } from './proxy/upstream-agent.js';
@@ -96,6 +97,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.addHook('onClose', async () => store.close());
   }
   app.addHook('onClose', async () => agent.close());
+  const probes = startHealthProbes({ config, pools: app.pools, clock, logger });
+  if (probes) app.addHook('onClose', async () => probes.stop());
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const error = toKeypoolError(err);

@@ -4,6 +4,8 @@ import { buildApp } from '../app.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { createLogger } from '../logger.js';
+import type { Paint } from './colour.js';
+import { prettyDestination } from './pretty-log.js';
 import { handleSignals } from './shutdown.js';
 
 export interface ServeOptions {
@@ -11,12 +13,14 @@ export interface ServeOptions {
   readonly warnings: readonly string[];
   readonly port: number;
   readonly host: string;
+  /** Human-readable log lines, painted with this (`--pretty`); absent: JSON lines. */
+  readonly pretty?: Paint | undefined;
 }
 
 /** Runs until a signal stops it; resolves with the exit code. */
 export async function serve(o: ServeOptions): Promise<number> {
   const { config } = o;
-  const logger = createLogger(config.log.level);
+  const logger = createLogger(config.log.level, o.pretty === undefined ? undefined : prettyDestination(o.pretty));
   for (const w of o.warnings) logger.warn(w);
   // Loaded only when configured: ioredis alone adds megabytes to every process that never uses it.
   const store = config.state.redis

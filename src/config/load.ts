@@ -23,6 +23,7 @@ export interface Upstream {
   readonly basePath: string;
   readonly authHeader: string;
   readonly keys: readonly Key[];
+  readonly probe: UpstreamInput['probe'];
 }
 
 export type Config = Readonly<Omit<ParsedConfig, 'upstreams'>> & { readonly upstreams: readonly Upstream[] };
@@ -204,6 +205,7 @@ function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: st
     basePath: base.pathname.replace(/\/+$/, ''),
     authHeader: u.authHeader,
     keys,
+    probe: u.probe,
   };
 }
 
