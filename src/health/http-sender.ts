@@ -37,7 +37,7 @@ export function createHttpSender(o: HttpSenderOptions): ProbeSender {
     if (outer?.aborted === true) ac.abort();
     try {
       const res = await request(req.url, {
-        method: req.method as 'GET',
+        method: req.method,
         headers: req.headers,
         body: req.body,
         dispatcher: agent,

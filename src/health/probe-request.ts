@@ -6,7 +6,7 @@ import type { Upstream } from '../config/load.js';
 import { setKey } from '../proxy/headers.js';
 
 export interface ProbeRequest {
-  readonly method: string;
+  readonly method: Upstream['probe']['method'];
   readonly url: string;
   readonly headers: Record<string, string | string[]>;
   readonly body: string | undefined;
