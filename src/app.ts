@@ -9,6 +9,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config, Upstream } from './config/load.js';
 import { applyConfig, poolSettings, type ReloadReport } from './reload.js';
 import { KeypoolError } from './errors.js';
+import { startHealthProbes } from './health/prober.js';
 import { KeyPool, type PoolEvent, type PoolListener } from './keys/pool.js';
 import { ClientGate } from './clients/client-gate.js';
 import { wsAuthenticator } from './clients/ws-auth.js';
@@ -126,6 +127,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.addHook('onClose', async () => store.close());
   }
   app.addHook('onClose', async () => (agent as { close(): Promise<void> }).close());
+  const probes = startHealthProbes({ config, pools: app.pools, clock, logger });
+  if (probes) app.addHook('onClose', async () => probes.stop());
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const error = toKeypoolError(err);

@@ -4,7 +4,9 @@ import { buildApp } from '../app.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { createLogger } from '../logger.js';
+import type { Paint } from './colour.js';
 import { watchConfig } from './config-watch.js';
+import { prettyDestination } from './pretty-log.js';
 import { handleSignals } from './shutdown.js';
 
 export interface ServeOptions {
@@ -16,6 +18,8 @@ export interface ServeOptions {
   readonly files: readonly string[];
   readonly port: number;
   readonly host: string;
+  /** Human-readable log lines, painted with this (`--pretty`); absent: JSON lines. */
+  readonly pretty?: Paint | undefined;
 }
 
 /** Exit code when keypool refuses to start as configured. */
@@ -38,7 +42,7 @@ export async function serve(o: ServeOptions): Promise<number> {
     );
     return EXIT_REFUSED;
   }
-  const logger = createLogger(config.log.level);
+  const logger = createLogger(config.log.level, o.pretty === undefined ? undefined : prettyDestination(o.pretty));
   for (const w of o.warnings) logger.warn(w);
   // Loaded only when configured: ioredis alone adds megabytes to every process that never uses it.
   const store = config.state.redis

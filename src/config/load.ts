@@ -46,6 +46,7 @@ export interface Upstream {
   /** Models served (for routing on a shared prefix); undefined: any. */
   readonly models: readonly RegExp[] | undefined;
   readonly keys: readonly Key[];
+  readonly probe: UpstreamInput['probe'];
 }
 
 /** How long a stream's head waits for its first event when commitOnContent is on without a time. */
@@ -264,6 +265,7 @@ function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: st
     commitOnContentMs: commit === false ? undefined : commit === true ? COMMIT_ON_CONTENT_DEFAULT_MS : commit.maxWaitMs,
     models: u.models?.map(globToRegExp),
     keys,
+    probe: u.probe,
   };
 }
 

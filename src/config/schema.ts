@@ -132,6 +132,20 @@ const upstreamSchema = z.strictObject({
     .optional(),
   /** File with one key per line (blank lines and `#` comments ignored). */
   keysFromFile: z.string().min(1).optional(),
+  /**
+   * The cheap request `keypool check --probe` and the health prober send with each key, to `baseUrl` +
+   * `path`. A JSON `body` with a `model` names the model a refusal concerns. @default GET /models
+   */
+  probe: z
+    .strictObject({
+      /** @default "GET" */
+      method: z.enum(['GET', 'HEAD', 'POST']).default('GET'),
+      /** @default "/models" */
+      path: z.string().regex(/^\/[^\s?#]*(\?[^\s#]*)?$/, 'a path such as /models').default('/models'),
+      /** Sent as application/json, e.g. a one-token chat completion. Absent: no body. */
+      body: z.string().optional(),
+    })
+    .prefault({}),
 });
 
 /** A client allowed to use the proxy routes (see src/clients/). */
@@ -280,6 +294,17 @@ export const configSchema = z.strictObject({
           replicaTimeoutMs: num(number().int().min(100)).default(5_000),
         })
         .optional(),
+    })
+    .prefault({}),
+  health: z
+    .strictObject({
+      /**
+       * How often the running proxy probes its disabled keys (401, revoked) and model refusals with
+       * `upstreams[].probe`, bringing back those that answer well. 0: off. @default 0
+       */
+      probeIntervalMs: num(number().int().min(0)).refine((ms) => ms === 0 || ms >= 1000, '0 (off) or at least 1000').default(0),
+      /** Longest one probe may take (`keypool check --probe` too). @default 10000 */
+      probeTimeoutMs: num(number().int().positive()).default(10_000),
     })
     .prefault({}),
   queue: z

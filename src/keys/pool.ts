@@ -368,6 +368,16 @@ export class KeyPool {
     this.#changed();
   }
 
+  /** The key may use the model again (a probe said so): its refusal of that model ends now. */
+  reopenModel(s: KeyState, model: string): void {
+    const scope = s.scopes.get(model);
+    if (scope === undefined || scope.reason !== 'model_unavailable') return;
+    scope.cooldownUntil = 0;
+    scope.reason = undefined;
+    scope.probePending = false;
+    this.#changed();
+  }
+
   /** Disables whose period has run out end here: called with `now` on every path that reads availability. */
   #expireDisables(now: number): void {
     if (now < this.#nextEnableAt) return;
