@@ -56,6 +56,8 @@ export interface Proxy {
   handle(upstream: UpstreamHandler, req: IncomingMessage, res: ServerResponse): void;
   /** Requests in flight now. */
   readonly inflight: number;
+  /** Requests in flight now per client, once the client is known (the admin view); no entry at 0. */
+  readonly inflightByClient: ReadonlyMap<string, number>;
   /** Ends every request in flight (shutdown after the grace period); how many were cut. */
   cutAll(reason: string): number;
   /** Set at shutdown: new requests get 503 (and their connection closed) instead of a key. */
@@ -72,9 +74,10 @@ export interface UpstreamHandler {
 export function createProxy(deps: ProxyDeps): Proxy {
   // Longest prefix first, so /v1/anthropic wins over /v1.
   const listeners: RequestListener[] = [];
+  const byClient = new Map<string, number>();
   const handlers = [...deps.config.upstreams]
     .sort((a, b) => b.prefix.length - a.prefix.length)
-    .map((u) => upstreamHandler(u, deps, listeners));
+    .map((u) => upstreamHandler(u, deps, listeners, byClient));
   const active = new Set<Active>();
   return {
     closing: false,
@@ -98,6 +101,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
     get inflight() {
       return active.size;
     },
+    inflightByClient: byClient,
     onRequest(fn) {
       listeners.push(fn);
     },
@@ -116,7 +120,7 @@ function under(url: string, prefix: string): boolean {
   return Number.isNaN(next) || next === 0x2f || next === 0x3f;
 }
 
-function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonly RequestListener[]): UpstreamHandler {
+function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonly RequestListener[], byClient: Map<string, number>): UpstreamHandler {
   const runtime = deps.runtimes.get(upstream.name);
   if (!runtime) throw new Error(`no pool for upstream ${upstream.name}`);
   const { config, clock, agent, logger } = deps;
@@ -210,11 +214,15 @@ function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonl
     // While the loop runs nothing has been sent: a cut is a plain close. Delivery replaces it.
     const me: { cut: (reason: string) => void } = { cut: () => abort(new RequestAborted('shutdown')) };
     active.add(me);
+    byClient.set(client, (byClient.get(client) ?? 0) + 1);
     const done = (): void => {
       cancelDeadline();
       keepAlive?.stop();
       res.off('close', onClose);
       active.delete(me);
+      const n = (byClient.get(client) ?? 1) - 1;
+      if (n > 0) byClient.set(client, n);
+      else byClient.delete(client);
     };
 
     const outcome = await rotate(rotateDeps, {
