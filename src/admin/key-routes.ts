@@ -52,13 +52,14 @@ export function findKey(pools: ReadonlyMap<string, KeyPool>, name: string, upstr
     if (state !== undefined) hits.push({ upstream: u, pool, state });
   }
   const [hit] = hits;
+  // The name is not echoed: what an operator pastes into a URL by mistake may be a key itself.
   if (hit === undefined) {
-    const where = upstream === undefined ? 'any upstream' : `upstream ${JSON.stringify(upstream)}`;
-    return { ok: false, error: new KeypoolError('keypool_admin_key_not_found', `No key named ${JSON.stringify(name)} in ${where}.`) };
+    const where = upstream === undefined ? 'any upstream' : 'the upstream ?upstream= names';
+    return { ok: false, error: new KeypoolError('keypool_admin_key_not_found', `No key of that name in ${where}; GET /admin/keys lists them.`) };
   }
   if (hits.length > 1) {
     const names = hits.map((h) => h.upstream).join(', ');
-    return { ok: false, error: new KeypoolError('keypool_invalid_request', `Key name ${JSON.stringify(name)} is in several upstreams (${names}); add ?upstream=<name>.`) };
+    return { ok: false, error: new KeypoolError('keypool_invalid_request', `That key name is in several upstreams (${names}); add ?upstream=<name>.`) };
   }
   return { ok: true, ...hit };
 }
