@@ -122,6 +122,22 @@ describe.skipIf(!have && !required)('status page in headless chromium', () => {
     expect(await text(badge('openai-1'))).toBe('cooling');
   });
 
+  it('drops the row of a key that is no longer listed (a reload removed it) and shows it again when it is back', async () => {
+    await page.route('**/admin/keys', async (route) => {
+      const response = await route.fetch();
+      const body = (await response.json()) as { upstreams: { keys: { name: string }[] }[] };
+      body.upstreams[0]!.keys = body.upstreams[0]!.keys.filter((k) => k.name !== 'openai-2');
+      await route.fulfill({ response, json: body });
+    });
+    await shows(async () => (await row('openai-2').count()) === 0, 'openai-2 gone');
+    expect(await page.locator('tr[data-key]').count()).toBe(2);
+    expect(await text(badge('openai-1'))).toBe('cooling');
+    await page.unroute('**/admin/keys');
+    await shows(async () => (await row('openai-2').count()) === 1, 'openai-2 back');
+    const order = await page.locator('tr[data-key]').evaluateAll((rows) => rows.map((r) => (r as unknown as { dataset: { key: string } }).dataset.key));
+    expect(order).toEqual(['openai/openai-1', 'openai/openai-2', 'openai/openai-3']);
+  });
+
   it('puts no secret in the page, and the page made no request to any other origin', async () => {
     const html = await page.content();
     for (const s of [...KEYS, TOKEN]) {
