@@ -34,7 +34,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .state-ok { background: var(--ok); } .state-cooling { background: var(--cool); }
 .state-unavailable { background: var(--unavail); } .state-disabled { background: var(--off); } .state-unknown { background: var(--muted); }
 .model-cooling { color: var(--cool); } .model-unavailable { color: var(--unavail); }
-td.cooldown { width: 170px; }
+td.cooldown { width: 190px; white-space: nowrap; }
 .bar { display: inline-block; width: 110px; height: 8px; background: #eceef2; border-radius: 4px; overflow: hidden; vertical-align: middle; }
 .fill { height: 100%; background: var(--cool); width: 0; }
 .left { margin-left: 8px; font-size: 12px; font-variant-numeric: tabular-nums; }
