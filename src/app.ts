@@ -113,7 +113,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   // /readyz, the status page, the admin API and /metrics (src/admin/).
-  registerAdmin(app, { config, clock });
+  registerAdmin(app, { config: () => config, clock });
   // Still 200 when the shared store is away: requests are served from local state meanwhile.
   app.get('/healthz', async () => (store ? { status: 'ok', sharedState: store.healthy ? 'ok' : 'degraded' } : { status: 'ok' }));
   return app;

@@ -5,9 +5,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KeypoolError } from '../errors.js';
 
-/** `admin:` as the config schema gives it (read structurally until every config carries it). */
+/**
+ * `admin:` as the config gives it, read structurally: the token as text, or as an object that keeps the
+ * secret to itself and shows its sha256 (hex) digest; `tokenFile` when the loader has not read it.
+ */
 export interface AdminSettings {
-  readonly token?: string | undefined;
+  readonly token?: string | { readonly digest: string } | undefined;
   readonly tokenFile?: string | undefined;
 }
 
@@ -32,11 +35,16 @@ export function presentedToken(headers: IncomingHttpHeaders): string | undefined
   return v === undefined || v === '' ? undefined : v;
 }
 
-/** Digests first: timingSafeEqual needs equal lengths, and comparing digests does not reveal the length. */
-function sameSecret(a: string, b: string): boolean {
-  const da = createHash('sha256').update(a).digest();
-  const db = createHash('sha256').update(b).digest();
-  return timingSafeEqual(da, db);
+const digestOf = (secret: string): string => createHash('sha256').update(secret, 'utf8').digest('hex');
+
+/**
+ * Compares digests, in constant time: timingSafeEqual needs equal lengths, and a digest neither has the
+ * token's length nor shares a prefix with it.
+ */
+function matches(given: string, token: string | { readonly digest: string }): boolean {
+  const want = Buffer.from(typeof token === 'string' ? digestOf(token) : token.digest, 'utf8');
+  const got = Buffer.from(digestOf(given), 'utf8');
+  return want.length === got.length && timingSafeEqual(want, got);
 }
 
 function refuse(message: string): GuardVerdict {
@@ -48,7 +56,7 @@ export function checkAdmin(settings: AdminSettings | undefined, headers: Incomin
   const token = settings?.token;
   if (token !== undefined && token !== '') {
     const given = presentedToken(headers);
-    if (given !== undefined && sameSecret(given, token)) return { ok: true };
+    if (given !== undefined && matches(given, token)) return { ok: true };
     return refuse('The admin API needs the admin token: send it as "Authorization: Bearer <token>" or "x-api-key: <token>".');
   }
   // A token file that was named but not read must not fall back to "loopback may": fail closed.
@@ -57,10 +65,10 @@ export function checkAdmin(settings: AdminSettings | undefined, headers: Incomin
   return refuse('No admin.token is configured, so the admin API answers clients on this machine (loopback) only. Set admin.token to reach it from elsewhere.');
 }
 
-/** A Fastify onRequest hook enforcing `checkAdmin`; a refusal is an OpenAI-shaped 401. */
-export function adminGuard(settings: AdminSettings | undefined) {
+/** A Fastify onRequest hook enforcing `checkAdmin` with the settings in force; a refusal is an OpenAI-shaped 401. */
+export function adminGuard(settings: () => AdminSettings | undefined) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
-    const verdict = checkAdmin(settings, request.headers, request.socket.remoteAddress);
+    const verdict = checkAdmin(settings(), request.headers, request.socket.remoteAddress);
     if (verdict.ok) return undefined;
     return reply.code(verdict.error.status).headers(verdict.error.headers).header('cache-control', 'no-store').send(verdict.error.toBody());
   };

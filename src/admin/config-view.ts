@@ -6,8 +6,8 @@ import type { Config } from '../config/load.js';
 import { Key } from '../keys/key.js';
 import { createScrubber, type Scrubber } from '../keys/scrub.js';
 
-/** Fields whose value is a secret wherever they appear (client tokens, admin token, passwords). */
-const SECRET_FIELDS = new Set(['token', 'password', 'secret', 'apiKey', 'api_key', 'key']);
+/** Fields whose value is a secret, or a digest of one, wherever they appear (client tokens, admin token, passwords). */
+const SECRET_FIELDS = new Set(['token', 'password', 'secret', 'apiKey', 'api_key', 'key', 'digest']);
 /** Fields that are identities, never secrets: left as they are (the scrubber would mangle `key-…` names). */
 const IDENTITY_FIELDS = new Set(['name', 'fingerprint', 'masked']);
 const SET = '[set]';
@@ -22,6 +22,9 @@ export function maskValue(value: unknown, field: string, scrub: Scrubber): Maske
   if (value === null || typeof value === 'number' || typeof value === 'boolean') return value;
   if (typeof value === 'bigint') return String(value);
   if (value instanceof Key) return { name: value.name, fingerprint: value.fingerprint, masked: value.masked() };
+  // An object that says how it is shown (a token shows its name and "[set]") is shown so, then masked too.
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === 'function') return maskValue((toJSON as () => unknown).call(value), field, scrub);
   if (typeof value === 'string') {
     if (SECRET_FIELDS.has(field)) return value === '' ? '' : SET;
     if (IDENTITY_FIELDS.has(field)) return value;
@@ -41,6 +44,6 @@ export function maskConfig(config: Config): Masked {
   return maskValue(config, '', scrub) ?? null;
 }
 
-export function registerConfigRoute(app: FastifyInstance, config: Config): void {
-  app.get('/admin/config', async (_request, reply) => reply.header('cache-control', 'no-store').send(maskConfig(config)));
+export function registerConfigRoute(app: FastifyInstance, config: () => Config): void {
+  app.get('/admin/config', async (_request, reply) => reply.header('cache-control', 'no-store').send(maskConfig(config())));
 }

@@ -13,7 +13,8 @@ export const KEY_ACTIONS = ['disable', 'enable', 'reset'] as const;
 export type KeyAction = (typeof KEY_ACTIONS)[number];
 
 export interface KeyRoutesDeps {
-  readonly config: Pick<Config, 'upstreams'>;
+  /** The config in force (upstreams and their prefixes may change on a reload). */
+  readonly config: () => Pick<Config, 'upstreams'>;
   readonly clock: Clock;
   readonly traffic: Traffic;
 }
@@ -22,7 +23,7 @@ export interface KeyRoutesDeps {
 export function upstreamSources(app: FastifyInstance, deps: KeyRoutesDeps): UpstreamSource[] {
   const out: UpstreamSource[] = [];
   const now = deps.clock.now();
-  for (const u of deps.config.upstreams) {
+  for (const u of deps.config().upstreams) {
     const pool = app.pools.get(u.name);
     if (pool === undefined) continue;
     out.push({

@@ -4,7 +4,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Clock } from '../clock.js';
-import type { Config } from '../config/load.js';
 import { keyStatus, type KeyStateName } from './key-view.js';
 import { registerHistogram, type Buckets } from './histogram-family.js';
 import { OVERHEAD_BUCKETS, UPSTREAM_BUCKETS, WAIT_BUCKETS, type Traffic, type UpstreamTraffic } from './traffic.js';
@@ -12,7 +11,6 @@ import { OVERHEAD_BUCKETS, UPSTREAM_BUCKETS, WAIT_BUCKETS, type Traffic, type Up
 const STATES: readonly KeyStateName[] = ['ok', 'cooling', 'unavailable', 'disabled'];
 
 export interface MetricsDeps {
-  readonly config: Pick<Config, 'upstreams'>;
   readonly clock: Clock;
   readonly traffic: Traffic;
 }

@@ -14,7 +14,8 @@ import { registerStatusPage } from './status-page.js';
 import { Traffic } from './traffic.js';
 
 export interface AdminDeps {
-  readonly config: Config;
+  /** The config in force: a reload may replace it. */
+  readonly config: () => Config;
   readonly clock: Clock;
 }
 
@@ -23,11 +24,11 @@ const ADMIN_BODY_LIMIT = 64 * 1024;
 
 export function registerAdmin(app: FastifyInstance, deps: AdminDeps): Traffic {
   const { config, clock } = deps;
-  // `admin:` is read as a structure: older configs (and tests) have none.
-  const settings = (config as Config & { readonly admin?: AdminSettings }).admin;
-  const traffic = new Traffic(config);
+  // `admin:` is read as a structure: a config may have none.
+  const settings = (): AdminSettings | undefined => (config() as Config & { readonly admin?: AdminSettings }).admin;
+  const traffic = new Traffic(config());
   app.proxy.onRequest((r) => traffic.record(r, clock.now()));
-  const registry = createMetrics(app, { config, clock, traffic });
+  const registry = createMetrics(app, { clock, traffic });
 
   registerReadiness(app, clock);
   registerStatusPage(app);

@@ -64,26 +64,19 @@ export class Traffic {
   readonly clients = new ClientTally();
   readonly #clientLabels = new Set<string>();
 
+  /** Starts every configured upstream and key at zero, so they are listed before their first request. */
   constructor(config: Pick<Config, 'upstreams'>) {
     for (const u of config.upstreams) {
-      this.upstreams.set(u.name, {
-        requests: new Map(),
-        retries: 0,
-        replaysRefused: 0,
-        cuts: new Map(),
-        upstreamSeconds: new Buckets(UPSTREAM_BUCKETS),
-        overheadSeconds: new Buckets(OVERHEAD_BUCKETS),
-        waitSeconds: new Buckets(WAIT_BUCKETS),
-        keys: new Map(u.keys.map((k) => [k.name, newKey()] as const)),
-      });
+      const t = this.#upstream(u.name);
+      for (const k of u.keys) t.keys.set(k.name, newKey());
     }
   }
 
   /** Folds one finished request in; `now` stamps the per-minute windows. */
   record(r: RequestRecord, now: number): void {
     this.clients.record(r, now);
-    const u = this.upstreams.get(r.upstream);
-    if (u === undefined) return;
+    // Upstream and key names come from the config (a reload may add some), never from a client.
+    const u = this.upstreams.get(r.upstream) ?? this.#upstream(r.upstream);
     const client = this.#clientLabel(r.client);
     let byStatus = u.requests.get(client);
     if (byStatus === undefined) {
@@ -100,7 +93,7 @@ export class Traffic {
     for (const step of r.trail) {
       let k = u.keys.get(step.key);
       if (k === undefined) {
-        // A key added after start (hot reload): the set of names is still the config's, so bounded.
+        // A key added by a reload: names still come from the config, so the map stays bounded.
         k = newKey();
         u.keys.set(step.key, k);
       }
@@ -115,6 +108,21 @@ export class Traffic {
   perMinute(upstream: string, key: string, now: number): { requests: number; rateLimited: number } {
     const k = this.upstreams.get(upstream)?.keys.get(key);
     return k === undefined ? { requests: 0, rateLimited: 0 } : { requests: k.perMinute.total(now), rateLimited: k.rateLimitedPerMinute.total(now) };
+  }
+
+  #upstream(name: string): UpstreamTraffic {
+    const t: UpstreamTraffic = {
+      requests: new Map(),
+      retries: 0,
+      replaysRefused: 0,
+      cuts: new Map(),
+      upstreamSeconds: new Buckets(UPSTREAM_BUCKETS),
+      overheadSeconds: new Buckets(OVERHEAD_BUCKETS),
+      waitSeconds: new Buckets(WAIT_BUCKETS),
+      keys: new Map(),
+    };
+    this.upstreams.set(name, t);
+    return t;
   }
 
   #clientLabel(client: string): string {

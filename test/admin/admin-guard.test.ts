@@ -1,6 +1,7 @@
 // Who gets into /admin and /metrics: with admin.token, only its holder (Bearer or x-api-key, any
 // address); without one, loopback clients only. /readyz and the page itself are open. Refusals are
 // OpenAI-shaped 401s that never echo what was sent.
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkAdmin, isLoopback, presentedToken } from '../../src/admin/admin-guard.js';
@@ -10,6 +11,8 @@ import { get, json, startAdminProxy, type AdminProxy } from './harness.js';
 const TOKEN = 'admin-token-guard-eeeeeeeeeeeeeeeeeeee';
 const KEY = 'sk-guard-pool-key-ffffffffffffffffffff';
 const GUARDED = ['/admin/keys', '/admin/clients', '/admin/config', '/metrics'];
+/** A token as the config loader may hold it: the secret kept inside, its sha256 shown. */
+const TOKEN_OBJECT = { digest: createHash('sha256').update(TOKEN).digest('hex') };
 
 let upstream: FakeUpstream | undefined;
 let proxy: AdminProxy | undefined;
@@ -32,6 +35,9 @@ describe('checkAdmin (pure)', () => {
     ['right bearer', { token: TOKEN }, h({ authorization: `Bearer ${TOKEN}` }), '10.0.0.5', true],
     ['right bearer, lower-case scheme', { token: TOKEN }, h({ authorization: `bearer ${TOKEN}` }), '10.0.0.5', true],
     ['right x-api-key', { token: TOKEN }, h({ 'x-api-key': TOKEN }), '10.0.0.5', true],
+    ['right bearer against a token object', { token: TOKEN_OBJECT }, h({ authorization: `Bearer ${TOKEN}` }), '10.0.0.5', true],
+    ['wrong bearer against a token object', { token: TOKEN_OBJECT }, h({ authorization: `Bearer ${TOKEN}x` }), '127.0.0.1', false],
+    ['a token object’s digest sent as the token', { token: TOKEN_OBJECT }, h({ authorization: `Bearer ${TOKEN_OBJECT.digest}` }), '127.0.0.1', false],
     ['token configured: loopback alone is not enough', { token: TOKEN }, h({}), '127.0.0.1', false],
     ['wrong token', { token: TOKEN }, h({ authorization: `Bearer ${TOKEN}x` }), '127.0.0.1', false],
     ['a prefix of the token', { token: TOKEN }, h({ authorization: `Bearer ${TOKEN.slice(0, -1)}` }), '127.0.0.1', false],

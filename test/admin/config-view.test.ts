@@ -29,6 +29,24 @@ function expectNoSecret(text: string): void {
   }
 }
 
+/** A token as the config loader may hold it: the secret private, name and digest public, shown by toJSON. */
+class TokenLike {
+  readonly #secret: string;
+  readonly digest = 'f'.repeat(64);
+  constructor(
+    readonly name: string,
+    secret: string,
+  ) {
+    this.#secret = secret;
+  }
+  reveal(): string {
+    return this.#secret;
+  }
+  toJSON() {
+    return { name: this.name, token: '[set]' };
+  }
+}
+
 function config(): Config {
   const { config: base } = loadConfigObject(
     {
@@ -38,7 +56,7 @@ function config(): Config {
     {},
   );
   // What the schema grows next (clients, admin), and a field nobody foresaw that holds a pool key.
-  return { ...base, ...{ admin: { token: ADMIN_TOKEN }, clients: [{ name: 'agent-a', token: CLIENT_TOKEN, tokenFile: undefined, rpm: 60 }], notes: `rotated ${KEYS[1]} last week` } };
+  return { ...base, ...{ admin: { token: ADMIN_TOKEN }, clients: [{ name: 'agent-a', token: CLIENT_TOKEN, tokenFile: undefined, rpm: 60 }, { name: 'agent-b', token: new TokenLike('agent-b', `${CLIENT_TOKEN}-2`) }], notes: `rotated ${KEYS[1]} last week` } };
 }
 
 describe('maskConfig', () => {
@@ -46,13 +64,14 @@ describe('maskConfig', () => {
     const masked = maskConfig(config()) as Record<string, never>;
     const text = JSON.stringify(masked);
     expectNoSecret(text);
+    expect(text).not.toContain('f'.repeat(64));
     expect(masked).toMatchObject({
       server: { host: '127.0.0.1', port: 8787 },
       retry: { maxRetries: 3 },
       upstreams: [{ name: 'openai', origin: 'https://api.example.com', keys: [{ name: 'key-primary-1', fingerprint: expect.stringMatching(/^[0-9a-f]{8}$/), masked: 'sk-…aaaa' }, { name: 'openai-1', masked: 'pla…bbb1' }] }],
       state: { file: '/var/lib/keypool/state.json', redis: { url: 'redis://****@redis.internal:6379/0', prefix: 'keypool:' } },
       admin: { token: '[set]' },
-      clients: [{ name: 'agent-a', token: '[set]', rpm: 60 }],
+      clients: [{ name: 'agent-a', token: '[set]', rpm: 60 }, { name: 'agent-b', token: { name: 'agent-b', token: '[set]' } }],
       notes: 'rotated [redacted] last week',
     });
   });

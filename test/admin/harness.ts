@@ -29,7 +29,8 @@ export interface AdminProxyOptions {
 
 export async function startAdminProxy(o: AdminProxyOptions): Promise<AdminProxy> {
   const { config: loaded } = loadConfigObject({ log: { level: 'debug' }, upstreams: o.upstreams, retry: o.retry ?? {}, cooldown: o.cooldown ?? {}, queue: o.queue ?? {} }, {});
-  const config: Config = o.adminToken === undefined ? loaded : { ...loaded, ...{ admin: { token: o.adminToken } } };
+  // The token goes in as text: the admin guard takes text or a token object (what a loader may make of it).
+  const config = (o.adminToken === undefined ? loaded : { ...loaded, admin: { token: o.adminToken } }) as Config;
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {

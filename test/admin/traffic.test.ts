@@ -54,6 +54,15 @@ describe('Traffic', () => {
     expect(t.perMinute('nowhere', 'k1', 1_000)).toEqual({ requests: 0, rateLimited: 0 });
   });
 
+  it('counts an upstream or key a reload added after start', () => {
+    const t = new Traffic(config);
+    t.record(rec({ upstream: 'added', trail: [{ key: 'added-1', result: '200', then: 'deliver' }] }), 1_000);
+    t.record(rec({ trail: [{ key: 'k3', result: '200', then: 'deliver' }] }), 1_000);
+    expect(t.perMinute('added', 'added-1', 1_000)).toEqual({ requests: 1, rateLimited: 0 });
+    expect(t.perMinute('openai', 'k3', 1_000)).toEqual({ requests: 1, rateLimited: 0 });
+    expect([...t.upstreams.get('openai')!.keys.keys()]).toEqual(['k1', 'k2', 'k3']);
+  });
+
   it('gives at most MAX_CLIENT_LABELS clients a label of their own; the rest share one', () => {
     const t = new Traffic(config);
     for (let i = 0; i < MAX_CLIENT_LABELS * 3; i++) t.record(rec({ client: `agent-${i}` }), 1_000);
