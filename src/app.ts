@@ -5,6 +5,7 @@ import { createServer } from 'node:http';
 import type { Dispatcher } from 'undici';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { registerAdmin } from './admin/register.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config, Upstream } from './config/load.js';
 import { applyConfig, poolSettings, type ReloadReport } from './reload.js';
@@ -144,6 +145,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.code(error.status).send(error.toBody());
   });
 
+  // /readyz, the status page, the admin API and /metrics (src/admin/).
+  registerAdmin(app, { config: () => live, clock });
   // Still 200 when the shared store is away: requests are served from local state meanwhile.
   app.get('/healthz', async () => (store ? { status: 'ok', sharedState: store.healthy ? 'ok' : 'degraded' } : { status: 'ok' }));
   return app;

@@ -112,6 +112,17 @@ export const ERRORS = {
     type: 'server_error',
     summary: 'keypool is stopping (SIGTERM/SIGINT): requests already in flight finish, new ones get this. Retry on another replica or shortly.',
   },
+  keypool_admin_unauthorized: {
+    status: 401,
+    type: 'invalid_request_error',
+    summary:
+      'The admin API (`/admin/*`) or `/metrics` was asked without the admin token (`admin.token`, as `Authorization: Bearer` or `x-api-key`), or, with no admin token configured, from a non-loopback address.',
+  },
+  keypool_admin_key_not_found: {
+    status: 404,
+    type: 'invalid_request_error',
+    summary: 'An admin key action named a key no upstream has (or `?upstream=` names no upstream with it).',
+  },
   keypool_internal_error: {
     status: 500,
     type: 'server_error',

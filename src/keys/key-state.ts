@@ -12,7 +12,8 @@ export { WINDOW_MS, type Bucket, type Mark, type Window } from './windows.js';
  * the upstream said this key may not use this model (per model; another key's project may).
  */
 export type CoolReason = 'rate_limited' | 'out_of_credit' | 'model_unavailable';
-export type DisableReason = 'unauthorized' | 'forbidden';
+/** `admin`: an operator disabled the key (admin API); it stays disabled until enabled. */
+export type DisableReason = 'unauthorized' | 'forbidden' | 'admin';
 
 /** What a request needs from a key. */
 export interface Demand {

@@ -378,6 +378,24 @@ export class KeyPool {
     this.#changed();
   }
 
+  /**
+   * An operator's reset: the key forgets its disable, credit stop, cooldowns, streaks, store holds and
+   * probes, and is usable now. Its group's scopes stay: they speak for the group's other keys too.
+   */
+  reset(s: KeyState): void {
+    this.enable(s);
+    s.creditUntil = 0;
+    for (const scope of s.scopes.values()) {
+      scope.cooldownUntil = 0;
+      scope.reason = undefined;
+      scope.streak = 0;
+      scope.heldUntil = 0;
+      scope.probePending = false;
+      scope.probeUntil = 0;
+    }
+    this.#changed();
+  }
+
   /** Disables whose period has run out end here: called with `now` on every path that reads availability. */
   #expireDisables(now: number): void {
     if (now < this.#nextEnableAt) return;

@@ -48,6 +48,8 @@ export interface Proxy {
   handle(upstream: UpstreamHandler, req: IncomingMessage, res: ServerResponse): void;
   /** Requests in flight now. */
   readonly inflight: number;
+  /** Requests in flight now per client, once the client is known (the admin view); no entry at 0. */
+  readonly inflightByClient: ReadonlyMap<string, number>;
   /** Ends every request in flight (shutdown after the grace period); how many were cut. */
   cutAll(reason: string): number;
   /** Set at shutdown: new requests get 503 (and their connection closed) instead of a key. */
@@ -65,8 +67,9 @@ export interface Proxy {
 export function createProxy(deps: ProxyDeps): Proxy {
   // Longest prefix first, so /v1/anthropic wins over /v1.
   const listeners: RequestListener[] = [];
+  const byClient = new Map<string, number>();
   const build = (d: ProxyDeps): UpstreamHandler[] =>
-    [...d.config.upstreams].sort((a, b) => b.prefix.length - a.prefix.length).map((u) => upstreamHandler(u, d, listeners));
+    [...d.config.upstreams].sort((a, b) => b.prefix.length - a.prefix.length).map((u) => upstreamHandler(u, d, listeners, byClient));
   let current = deps;
   let handlers = build(deps);
   const active = new Set<Active>();
@@ -92,6 +95,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
     get inflight() {
       return active.size;
     },
+    inflightByClient: byClient,
     onRequest(fn) {
       listeners.push(fn);
     },

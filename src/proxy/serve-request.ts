@@ -36,7 +36,7 @@ export interface UpstreamHandler {
   readonly run: (req: IncomingMessage, res: ServerResponse, active: Set<Active>) => Promise<void>;
 }
 
-export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonly RequestListener[]): UpstreamHandler {
+export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: readonly RequestListener[], byClient: Map<string, number>): UpstreamHandler {
   const runtime = deps.runtimes.get(upstream.name);
   if (!runtime) throw new Error(`no pool for upstream ${upstream.name}`);
   const { config, clock, agent, logger, gate } = deps;
@@ -153,6 +153,16 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
       return;
     }
     if (admission !== undefined) admitted.release = admission.release;
+    // Counted per client until the request is over (the admin view's "in flight").
+    byClient.set(client, (byClient.get(client) ?? 0) + 1);
+    const counted = client;
+    const gateRelease = admitted.release;
+    admitted.release = () => {
+      gateRelease?.();
+      const n = (byClient.get(counted) ?? 1) - 1;
+      if (n > 0) byClient.set(counted, n);
+      else byClient.delete(counted);
+    };
 
 
     const ctl = new AbortController();

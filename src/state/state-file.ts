@@ -29,7 +29,7 @@ const poolSchema = z.object({
     z.string(),
     z.object({
       name: z.string(),
-      disabled: z.enum(['unauthorized', 'forbidden']).optional(),
+      disabled: z.enum(['unauthorized', 'forbidden', 'admin']).optional(),
       disabledUntil: z.number().optional(),
       creditUntil: z.number().optional(),
       scopes: z.record(z.string(), scopeSchema).optional(),
