@@ -9,8 +9,9 @@ const USAGE = `Usage:
   keypool serve [--config FILE] [--port N] [--host H]   run the proxy (FILE defaults to $KEYPOOL_CONFIG)
   keypool check [--config FILE]                         validate a config and print the pool (masked)
   keypool demo [--requests N] [--concurrency N]         watch rotation against a built-in fake upstream
-  keypool fake-upstream [--host H] [--port N] [--latency-ms N] [--rate-limit R/WINDOW_MS]
-                        [--keys-json FILE] [--no-record]  run the fake OpenAI upstream on its own
+  keypool fake-upstream [--provider P] [--host H] [--port N] [--latency-ms N] [--rate-limit R/WINDOW_MS]
+                        [--keys-json FILE] [--no-record]  run a fake upstream (openai, anthropic, gemini,
+                                                          azure, openrouter) on its own
 `;
 
 /** Exit code for bad usage or a bad config. */
