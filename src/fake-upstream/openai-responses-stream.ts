@@ -40,15 +40,23 @@ export function responseStreamFrames(chunks: number): readonly Buffer[] {
   return frames;
 }
 
-/** The Responses stream's `error` event (https://platform.openai.com/docs/api-reference/responses-streaming/error). */
+/**
+ * The Responses stream's `error` event (https://platform.openai.com/docs/api-reference/responses-streaming/error).
+ * The reference shows code and message at the top level; clients also meet them nested under `error`
+ * (@ai-sdk/openai models both forms). The fake sends the nested one: openai-node throws it as an
+ * APIError, where the flat one only breaks its accumulator.
+ */
 export function responseErrorFrame(sequence: number): Buffer {
   return sseFrame(
     {
       type: 'error',
-      code: 'server_error',
-      message: 'The server had an error while processing your request. Sorry about that!',
-      param: null,
       sequence_number: sequence,
+      error: {
+        type: 'server_error',
+        code: 'server_error',
+        message: 'The server had an error while processing your request. Sorry about that!',
+        param: null,
+      },
     },
     'error',
   );

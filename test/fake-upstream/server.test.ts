@@ -5,6 +5,7 @@ import { request } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFakeUpstream } from '../../src/fake-upstream/server.js';
+import { waitFor } from '../helpers/wait.js';
 import type { Behavior, FakeUpstream, FakeUpstreamOptions } from '../../src/fake-upstream/server.js';
 
 const KEY = 'sk-test-secret-0123456789abcdef';
@@ -331,8 +332,8 @@ describe('hang', () => {
     const upstream = await start();
     upstream.script(KEY, { kind: 'hang' });
     const hanging = request(`${upstream.url}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } });
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    expect(upstream.requests).toHaveLength(1);
+    // Until the request has arrived (a fixed sleep lost that race on a loaded machine).
+    await waitFor(() => upstream.requests.length === 1);
     await upstream.close();
     await expect(hanging).rejects.toThrow();
   });
