@@ -274,6 +274,19 @@ describe('streams', () => {
     }
   });
 
+  it('with gapMs, sends the head before the first event is due', async () => {
+    const upstream = await start();
+    upstream.script(KEY, { kind: 'error_in_stream', gapMs: 60_000 });
+    // Without the head flushed first this would wait the whole gap (and time the test out).
+    const res = await request(`${upstream.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}` },
+      body: '{"stream":true}',
+    });
+    expect([res.statusCode, res.headers['content-type']]).toEqual([200, 'text/event-stream']);
+    res.body.destroy();
+  });
+
   it('streams an ok chat request that asks for it', async () => {
     const upstream = await start();
     const reply = await chat(upstream, KEY, ',"stream":true');
