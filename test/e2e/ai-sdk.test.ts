@@ -53,6 +53,8 @@ function expectRotated(fake: FakeUpstream, path: string): void {
     [path, KEYS[1]],
   ]);
   for (const recorded of fake.requests) expect(JSON.stringify(recorded.headers)).not.toContain(CLIENT_KEY);
+  const logs = proxy?.logs.join('\n') ?? '';
+  for (const secret of [...KEYS, CLIENT_KEY]) expect(logs).not.toContain(secret);
 }
 
 describe.each(Object.keys(models))('Vercel AI SDK, %s, through keypool', (name) => {

@@ -39,6 +39,8 @@ function expectPoolKeysOnly(): void {
     expect(recorded.headers.authorization).toBeUndefined();
     expect(JSON.stringify(recorded.headers) + recorded.path + recorded.body.toString('utf8')).not.toContain(CLIENT_KEY);
   }
+  const logs = proxy.logs.join('\n');
+  for (const secret of [...KEYS, CLIENT_KEY]) expect(logs).not.toContain(secret);
 }
 
 describe('official Anthropic client through keypool', () => {

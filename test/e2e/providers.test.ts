@@ -38,6 +38,8 @@ function firstKeyCoolsMs(p: TestProxy, clock: FakeClock, model: string): number 
 function expectPoolKeysOnly(fake: FakeUpstream): void {
   expect(fake.requests.map((r) => r.key)).toEqual(KEYS);
   for (const r of fake.requests) expect(JSON.stringify(r.headers) + r.path).not.toContain(CLIENT_KEY);
+  const logs = proxy?.logs.join('\n') ?? '';
+  for (const secret of [...KEYS, CLIENT_KEY]) expect(logs).not.toContain(secret);
 }
 
 describe('Azure OpenAI (AzureOpenAI client, authHeader api-key)', () => {
