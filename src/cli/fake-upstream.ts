@@ -3,10 +3,12 @@ import { UsageError, asUsageError, EXIT_OK, type CliIo, type Command } from './c
 
 const USAGE = `Usage: keypool fake-upstream [options]
 
-Runs the fake OpenAI upstream on its own (to test an agent against rate limits, bad keys, hangs),
-prints "listening <url>" and stops on SIGINT/SIGTERM.
+Runs a fake upstream on its own (to test an agent against rate limits, bad keys, hangs, errors
+inside streams), prints "listening <url>" and stops on SIGINT/SIGTERM.
 
 Options:
+      --provider P              whose API and errors it plays: openai (default), anthropic, gemini,
+                                azure, openrouter
       --host H                  listen address (default 127.0.0.1)
       --port N                  listen port (default: any free port)
       --latency-ms N            added before every successful answer
@@ -14,7 +16,7 @@ Options:
       --keys-json FILE          JSON object: key -> behaviour, e.g. {"sk-bad": {"kind": "unauthorized"}}
                                 (kinds: ok, stream, rate_limit, insufficient_quota, payment_required,
                                 unauthorized, forbidden, key_revoked, model_not_found, server_error,
-                                hang, status)
+                                overloaded, error_in_stream, resource_exhausted, hang, status)
       --no-record               keep no record of requests (long runs)
   -h, --help                    show this help
 `;

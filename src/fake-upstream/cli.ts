@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { parseBehavior } from './behavior-schema.js';
-import type { Behavior, FakeUpstreamOptions } from './behaviors.js';
+import { PROVIDERS, type Behavior, type FakeUpstreamOptions, type Provider } from './behaviors.js';
 import { startFakeUpstream } from './server.js';
 
 /** Seams for tests; the command line uses the process's own. */
@@ -41,6 +41,7 @@ export async function parseFakeUpstreamArgs(argv: string[]): Promise<FakeUpstrea
   const { values } = parseArgs({
     args: argv,
     options: {
+      provider: { type: 'string' },
       host: { type: 'string' },
       port: { type: 'string' },
       'latency-ms': { type: 'string' },
@@ -52,6 +53,7 @@ export async function parseFakeUpstreamArgs(argv: string[]): Promise<FakeUpstrea
     allowPositionals: false,
   });
   const options: FakeUpstreamOptions = { record: values['no-record'] !== true };
+  if (values.provider !== undefined) options.provider = providerFlag(values.provider);
   if (values.host !== undefined) options.host = values.host;
   if (values.port !== undefined) options.port = integerFlag('--port', values.port, 0, 65_535);
   if (values['latency-ms'] !== undefined) {
@@ -60,6 +62,12 @@ export async function parseFakeUpstreamArgs(argv: string[]): Promise<FakeUpstrea
   if (values['rate-limit'] !== undefined) options.rateLimit = rateLimitFlag(values['rate-limit']);
   if (values['keys-json'] !== undefined) options.keys = await readKeysJson(values['keys-json']);
   return options;
+}
+
+function providerFlag(raw: string): Provider {
+  const known = PROVIDERS.find((provider) => provider === raw);
+  if (known === undefined) throw new Error(`--provider: expected one of ${PROVIDERS.join(', ')}, got ${JSON.stringify(raw)}`);
+  return known;
 }
 
 function integerFlag(flag: string, raw: string, min: number, max: number): number {

@@ -1,5 +1,6 @@
-// Decides which success a request gets from its method and path suffix (any prefix, so `/v1/models`
-// and `/models` both work). The request body is parsed only when the answer depends on it.
+// Decides which OpenAI success a request gets from its method and path suffix (any prefix, so
+// `/v1/models`, `/models`, Azure's `/openai/deployments/d/…` and OpenRouter's `/api/v1/…` all work).
+// The request body is parsed only when the answer depends on it.
 import {
   CHAT_COMPLETION_BODY,
   COMPLETION_BODY,
@@ -7,41 +8,46 @@ import {
   RESPONSE_BODY,
   embeddingsBody,
   modelBody,
+  streamFrames,
 } from './openai-bodies.js';
 import { invalidUrlBody } from './openai-errors.js';
-
-export type OkRoute =
-  | { kind: 'json'; status: number; body: Buffer }
-  | { kind: 'stream'; includeUsage: boolean };
+import { responseStreamFrames } from './openai-responses-stream.js';
+import { decodeOr, isObject, jsonReply, parseObject, type Reply } from './personality.js';
+import { DEFAULT_STREAM_CHUNKS } from './stream-defaults.js';
 
 const MODEL_ID = /\/models\/([^/]+)$/;
 
+// Built once: the plain chat path is the benchmark's hot one and allocates nothing per request.
+const CHAT_REPLY: Reply = Object.freeze(jsonReply(200, CHAT_COMPLETION_BODY));
+const COMPLETION_REPLY: Reply = Object.freeze(jsonReply(200, COMPLETION_BODY));
+const RESPONSE_REPLY: Reply = Object.freeze(jsonReply(200, RESPONSE_BODY));
+const MODELS_REPLY: Reply = Object.freeze(jsonReply(200, MODELS_BODY));
+
 /** `path` excludes the query string. */
-export function routeOk(method: string, path: string, body: Buffer): OkRoute {
+export function routeOk(method: string, path: string, body: Buffer): Reply {
   if (method === 'POST') {
     if (path.endsWith('/chat/completions')) {
-      // A cheap byte search keeps JSON.parse off the plain chat path, the benchmark's hot one.
-      if (!body.includes('"stream"')) return { kind: 'json', status: 200, body: CHAT_COMPLETION_BODY };
+      // A cheap byte search keeps JSON.parse off the plain chat path.
+      if (!body.includes('"stream"')) return CHAT_REPLY;
       const request = parseObject(body);
-      if (request?.['stream'] !== true) return { kind: 'json', status: 200, body: CHAT_COMPLETION_BODY };
-      return { kind: 'stream', includeUsage: wantsUsage(request) };
+      if (request?.['stream'] !== true) return CHAT_REPLY;
+      return { kind: 'stream', frames: streamFrames(DEFAULT_STREAM_CHUNKS, wantsUsage(request)) };
     }
     if (path.endsWith('/embeddings')) {
       const request = parseObject(body);
-      return {
-        kind: 'json',
-        status: 200,
-        body: embeddingsBody(inputCount(request?.['input']), request?.['encoding_format'] === 'base64'),
-      };
+      return jsonReply(200, embeddingsBody(inputCount(request?.['input']), request?.['encoding_format'] === 'base64'));
     }
-    if (path.endsWith('/completions')) return { kind: 'json', status: 200, body: COMPLETION_BODY };
-    if (path.endsWith('/responses')) return { kind: 'json', status: 200, body: RESPONSE_BODY };
+    if (path.endsWith('/completions')) return COMPLETION_REPLY;
+    if (path.endsWith('/responses')) {
+      if (!body.includes('"stream"') || parseObject(body)?.['stream'] !== true) return RESPONSE_REPLY;
+      return { kind: 'stream', frames: responseStreamFrames(DEFAULT_STREAM_CHUNKS) };
+    }
   } else if (method === 'GET') {
-    if (path.endsWith('/models')) return { kind: 'json', status: 200, body: MODELS_BODY };
+    if (path.endsWith('/models')) return MODELS_REPLY;
     const id = MODEL_ID.exec(path)?.[1];
-    if (id !== undefined) return { kind: 'json', status: 200, body: modelBody(decodeOr(id)) };
+    if (id !== undefined) return jsonReply(200, modelBody(decodeOr(id)));
   }
-  return { kind: 'json', status: 404, body: invalidUrlBody(method, path) };
+  return jsonReply(404, invalidUrlBody(method, path));
 }
 
 /** Whether a chat request asked for OpenAI's closing usage chunk. */
@@ -50,31 +56,9 @@ export function wantsUsage(request: Record<string, unknown> | undefined): boolea
   return isObject(options) && options['include_usage'] === true;
 }
 
-export function parseObject(body: Buffer): Record<string, unknown> | undefined {
-  if (body.length === 0) return undefined;
-  try {
-    const value: unknown = JSON.parse(body.toString('utf8'));
-    return isObject(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** Embeddings take a string, a token array, or a list of either; a list gets one vector per item. */
 function inputCount(input: unknown): number {
   if (!Array.isArray(input) || input.length === 0) return 1;
   const isBatch = input.every((item) => typeof item === 'string' || Array.isArray(item));
   return isBatch ? input.length : 1;
-}
-
-function decodeOr(segment: string): string {
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    return segment;
-  }
 }

@@ -1,5 +1,8 @@
 // OpenAI-shaped response bodies, serialised once at load so the ok path only copies bytes.
 // Shapes follow https://platform.openai.com/docs/api-reference and are what openai-node v6 parses.
+import { piece, REPLY_TEXT } from './stream-defaults.js';
+
+export { REPLY_TEXT } from './stream-defaults.js';
 
 /** A fixed `created` stamp: bodies are built once, and a constant keeps snapshots stable. */
 const CREATED = 1_700_000_000;
@@ -7,10 +10,8 @@ const CHAT_MODEL = 'gpt-4o-mini';
 const COMPLETION_MODEL = 'gpt-3.5-turbo-instruct';
 const EMBEDDING_MODEL = 'text-embedding-3-small';
 export const MODEL_IDS: readonly string[] = [CHAT_MODEL, 'gpt-4o', COMPLETION_MODEL, EMBEDDING_MODEL];
+export { CHAT_MODEL, CREATED };
 
-/** Streamed in these pieces; the default five chunks spell out REPLY_TEXT exactly. */
-const STREAM_PIECES = ['Hello', ' from', ' the', ' fake', ' upstream.'] as const;
-export const REPLY_TEXT = STREAM_PIECES.join('');
 /** Exactly representable as float32, so the base64 form round-trips to the same numbers. */
 export const EMBEDDING: readonly number[] = [0.5, -0.25, 0.125, 0, 1, -1, 0.75, -0.5];
 
@@ -52,34 +53,43 @@ export const COMPLETION_BODY = json({
   usage: { prompt_tokens: 5, completion_tokens: 6, total_tokens: 11 },
 });
 
-export const RESPONSE_BODY = json({
-  id: 'resp_fake',
-  object: 'response',
-  created_at: CREATED,
-  status: 'completed',
-  error: null,
-  incomplete_details: null,
-  model: CHAT_MODEL,
-  output: [
-    {
-      type: 'message',
-      id: 'msg_fake',
-      status: 'completed',
-      role: 'assistant',
-      content: [{ type: 'output_text', text: REPLY_TEXT, annotations: [] }],
-    },
-  ],
-  parallel_tool_calls: true,
-  tool_choice: 'auto',
-  tools: [],
-  usage: {
-    input_tokens: 9,
-    input_tokens_details: { cached_tokens: 0 },
-    output_tokens: 6,
-    output_tokens_details: { reasoning_tokens: 0 },
-    total_tokens: 15,
-  },
-});
+/** A Responses API `response` object; the stream's `response.created` carries it in progress. */
+export function responseObject(text: string, done: boolean, outputTokens: number): Record<string, unknown> {
+  return {
+    id: 'resp_fake',
+    object: 'response',
+    created_at: CREATED,
+    status: done ? 'completed' : 'in_progress',
+    error: null,
+    incomplete_details: null,
+    model: CHAT_MODEL,
+    output: done ? [responseMessage(text, true)] : [],
+    parallel_tool_calls: true,
+    tool_choice: 'auto',
+    tools: [],
+    usage: done
+      ? {
+          input_tokens: 9,
+          input_tokens_details: { cached_tokens: 0 },
+          output_tokens: outputTokens,
+          output_tokens_details: { reasoning_tokens: 0 },
+          total_tokens: 9 + outputTokens,
+        }
+      : null,
+  };
+}
+
+export function responseMessage(text: string, done: boolean): Record<string, unknown> {
+  return {
+    type: 'message',
+    id: 'msg_fake',
+    status: done ? 'completed' : 'in_progress',
+    role: 'assistant',
+    content: done ? [{ type: 'output_text', text, annotations: [] }] : [],
+  };
+}
+
+export const RESPONSE_BODY = json(responseObject(REPLY_TEXT, true, 6));
 
 const EMBEDDING_FLOATS = JSON.stringify(EMBEDDING);
 // openai-node asks for base64 unless the caller names a format, then decodes little-endian float32.
@@ -104,7 +114,7 @@ export const DONE_FRAME = Buffer.from('data: [DONE]\n\n');
 const sseFrame = (value: unknown): Buffer => Buffer.from(`data: ${JSON.stringify(value)}\n\n`);
 
 function chunkFrame(index: number, last: boolean): Buffer {
-  const content = STREAM_PIECES[index % STREAM_PIECES.length] ?? '';
+  const content = piece(index);
   return sseFrame({
     id: 'chatcmpl-fake-stream',
     object: 'chat.completion.chunk',

@@ -59,3 +59,19 @@ export const SERVER_ERROR_BODY = errorBody(
 export function invalidUrlBody(method: string, path: string): Buffer {
   return errorBody(`Invalid URL (${method} ${path})`, 'invalid_request_error', null);
 }
+
+/** 503 when the service is busy for everyone (https://platform.openai.com/docs/guides/error-codes). */
+export const OVERLOADED_BODY = errorBody('The engine is currently overloaded, please try again later.', 'server_error', null);
+
+/** OpenAI's 429 naming the window it counts: requests per minute, or per day (RPD). */
+export function requestsPerBody(model: string, daily: boolean, waitText: string): Buffer {
+  const [window, limit] = daily ? ['requests per day (RPD)', 10_000] : ['requests per min (RPM)', 500];
+  return errorBody(
+    `Rate limit reached for ${model} in organization org-fake on ${window}: Limit ${limit}, Used ${limit}, Requested 1. Please try again in ${waitText}.`,
+    'requests',
+    'rate_limit_exceeded',
+  );
+}
+
+/** The error event a chat stream ends with when the failure comes after the 200 head. */
+export const STREAM_ERROR_FRAME = Buffer.from(`data: ${SERVER_ERROR_BODY.toString('utf8')}\n\n`);

@@ -1,7 +1,9 @@
 // Builds the headers a 429 (or a throttled success) uses to say when to come back, in each dialect
 // a client may meet: Retry-After seconds or HTTP-date (RFC 9110 §10.2.3), retry-after-ms (OpenAI,
-// read by openai-node before Retry-After) and OpenAI's x-ratelimit-* family
-// (https://platform.openai.com/docs/guides/rate-limits#rate-limits-in-headers).
+// read by openai-node before Retry-After), OpenAI's x-ratelimit-* family
+// (https://platform.openai.com/docs/guides/rate-limits#rate-limits-in-headers), Anthropic's
+// anthropic-ratelimit-* with RFC 3339 resets (https://docs.anthropic.com/en/api/rate-limits#response-headers)
+// and Azure's x-ms-retry-after-ms (https://learn.microsoft.com/azure/ai-services/openai/how-to/quota).
 import type { RateLimitStyle } from './behaviors.js';
 
 const MS_PER_SECOND = 1000;
@@ -45,6 +47,16 @@ export function xRateLimitHeaders(limit: number, remaining: number, resetMs: num
   };
 }
 
+/** anthropic-ratelimit-requests-*: the reset is an RFC 3339 instant, rounded up to the second. */
+export function anthropicRateLimitHeaders(limit: number, remaining: number, resetMs: number, now: number): Record<string, string> {
+  const reset = new Date(Math.ceil((now + wholeMs(resetMs)) / MS_PER_SECOND) * MS_PER_SECOND).toISOString();
+  return {
+    'anthropic-ratelimit-requests-limit': String(limit),
+    'anthropic-ratelimit-requests-remaining': String(remaining),
+    'anthropic-ratelimit-requests-reset': reset.replace('.000Z', 'Z'),
+  };
+}
+
 /** The headers of a scripted 429: only the one dialect `style` names, so clients are tested per dialect. */
 export function scriptedRateLimitHeaders(
   style: RateLimitStyle,
@@ -61,12 +73,33 @@ export function scriptedRateLimitHeaders(
       return { 'retry-after': retryAfterDate(ms, now) };
     case 'x-ratelimit':
       return xRateLimitHeaders(limit, 0, ms);
+    case 'anthropic-ratelimit':
+      return anthropicRateLimitHeaders(limit, 0, ms, now);
+    case 'x-ms-retry-after-ms':
+      return { 'x-ms-retry-after-ms': String(wholeMs(ms)) };
     case 'none':
       return {};
   }
 }
 
-/** The headers of a 429 from the fixed window: every dialect at once, so any client finds the one it reads. */
+/**
+ * The headers a scripted 429 carries: the named style's dialect alone, or (style omitted) every
+ * dialect the provider itself sends (`own`).
+ */
+export function limitHeaders(
+  style: RateLimitStyle | undefined,
+  ms: number,
+  env: { readonly now: number; readonly scriptedLimit: number },
+  own: readonly RateLimitStyle[],
+): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const each of style === undefined ? own : [style]) {
+    Object.assign(headers, scriptedRateLimitHeaders(each, ms, env.now, env.scriptedLimit));
+  }
+  return headers;
+}
+
+/** The headers of an OpenAI 429 from the fixed window: every dialect at once, so any client finds the one it reads. */
 export function windowExceededHeaders(limit: number, resetMs: number): Record<string, string> {
   return {
     'retry-after-ms': String(wholeMs(resetMs)),

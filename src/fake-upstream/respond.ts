@@ -1,126 +1,87 @@
-// Writes one behaviour's response. Only the ok path is hot, so it sends precomputed bytes and
-// creates a timer only when a delay is actually configured.
+// Writes one behaviour's response: the personality decides what (a Reply), this decides how (delays,
+// one write per stream event, the request id). Only the ok path is hot, so it sends precomputed bytes
+// and creates a timer only when a delay is actually configured.
 import type { ServerResponse } from 'node:http';
 import type { Behavior } from './behaviors.js';
-import { routeOk, parseObject, wantsUsage } from './ok-routes.js';
-import { streamFrames } from './openai-bodies.js';
-import {
-  FORBIDDEN_BODY,
-  ORG_DISABLED_BODY,
-  modelNotFoundBody,
-  INSUFFICIENT_QUOTA_BODY,
-  PAYMENT_REQUIRED_BODY,
-  RATE_LIMIT_BODY,
-  SERVER_ERROR_BODY,
-  UNAUTHORIZED_BODY,
-} from './openai-errors.js';
-import { scriptedRateLimitHeaders } from './rate-limit-headers.js';
+import type { FakeRequest, HeaderMap, Personality, Reply } from './personality.js';
+import { DEFAULT_STREAM_CHUNKS } from './stream-defaults.js';
 
-/** @default chunks of a `stream` behaviour and of an ok chat request with `stream: true`. */
-export const DEFAULT_STREAM_CHUNKS = 5;
-/** @default wait told by a scripted rate_limit behaviour. */
-export const DEFAULT_RATE_LIMIT_MS = 1000;
-/** x-ratelimit-limit-requests of a scripted 429 when the server has no rateLimit of its own. */
-export const SCRIPTED_REQUEST_LIMIT = 60;
-
-export type HeaderMap = Record<string, string>;
+export { DEFAULT_RATE_LIMIT_MS, DEFAULT_STREAM_CHUNKS, SCRIPTED_REQUEST_LIMIT } from './stream-defaults.js';
+export type { HeaderMap } from './personality.js';
 
 export interface Exchange {
-  method: string;
-  /** Without the query string. */
-  path: string;
-  body: Buffer;
-  res: ServerResponse;
-  requestId: string;
+  readonly request: FakeRequest;
+  readonly res: ServerResponse;
+  readonly requestId: string;
 }
 
 export interface RespondEnv {
-  latencyMs: number;
-  now: () => number;
-  /** x-ratelimit-limit-requests reported by a scripted `x-ratelimit` 429. */
-  scriptedLimit: number;
+  readonly personality: Personality;
+  /** The header carrying the request id (x-request-id; Anthropic's request-id). */
+  readonly requestIdHeader: string;
+  readonly latencyMs: number;
+  readonly now: () => number;
+  /** The limit a scripted 429 reports (the server's window, else SCRIPTED_REQUEST_LIMIT). */
+  readonly scriptedLimit: number;
 }
 
 /** Answers `exchange` as `behavior` says; `extra` headers (rate-window state) go on ok/stream replies. */
 export function respond(behavior: Behavior, exchange: Exchange, env: RespondEnv, extra?: HeaderMap): void {
+  const { personality } = env;
   switch (behavior.kind) {
     case 'ok': {
-      const route = routeOk(exchange.method, exchange.path, exchange.body);
-      afterDelay(exchange.res, env.latencyMs + (behavior.delayMs ?? 0), () => {
-        if (route.kind === 'stream') {
-          sendStream(exchange, streamFrames(DEFAULT_STREAM_CHUNKS, route.includeUsage), 0, extra);
-        } else {
-          sendJson(exchange, route.status, route.body, extra);
-        }
-      });
+      const reply = personality.ok(exchange.request);
+      afterDelay(exchange.res, env.latencyMs + (behavior.delayMs ?? 0), () => send(exchange, env, reply, 0, extra));
       return;
     }
     case 'stream': {
-      const frames = streamFrames(behavior.chunks ?? DEFAULT_STREAM_CHUNKS, wantsUsage(parseObject(exchange.body)));
+      const reply = personality.stream(exchange.request, behavior.chunks ?? DEFAULT_STREAM_CHUNKS);
       afterDelay(exchange.res, env.latencyMs + (behavior.delayMs ?? 0), () => {
-        sendStream(exchange, frames, behavior.gapMs ?? 0, extra);
+        send(exchange, env, reply, behavior.gapMs ?? 0, extra);
       });
       return;
     }
-    case 'rate_limit': {
-      const headers = scriptedRateLimitHeaders(
-        behavior.style ?? 'retry-after',
-        behavior.ms ?? DEFAULT_RATE_LIMIT_MS,
-        env.now(),
-        env.scriptedLimit,
-      );
-      sendJson(exchange, 429, RATE_LIMIT_BODY, headers);
+    case 'error_in_stream': {
+      const reply = personality.failure(behavior, exchange.request, { now: env.now(), scriptedLimit: env.scriptedLimit });
+      afterDelay(exchange.res, env.latencyMs, () => send(exchange, env, reply, behavior.gapMs ?? 0, extra));
       return;
     }
-    case 'insufficient_quota':
-      sendJson(exchange, 429, INSUFFICIENT_QUOTA_BODY);
-      return;
-    case 'payment_required':
-      sendJson(exchange, 402, PAYMENT_REQUIRED_BODY);
-      return;
-    case 'unauthorized':
-      sendJson(exchange, 401, UNAUTHORIZED_BODY);
-      return;
-    case 'forbidden':
-      sendJson(exchange, 403, FORBIDDEN_BODY);
-      return;
-    case 'key_revoked':
-      sendJson(exchange, 403, ORG_DISABLED_BODY);
-      return;
-    case 'model_not_found':
-      sendJson(exchange, behavior.status ?? 404, modelNotFoundBody(modelOf(exchange.body), behavior.status ?? 404));
-      return;
-    case 'server_error':
-      sendJson(exchange, behavior.status ?? 500, SERVER_ERROR_BODY);
-      return;
     case 'hang':
       // Deliberately nothing: the server's socket set lets close() destroy this exchange.
       return;
     case 'status':
-      sendStatus(exchange, behavior.status, behavior.body, behavior.headers);
+      sendStatus(exchange, env, behavior.status, behavior.body, behavior.headers);
       return;
+    default:
+      send(exchange, env, personality.failure(behavior, exchange.request, { now: env.now(), scriptedLimit: env.scriptedLimit }), 0);
   }
 }
 
-export function sendJson(exchange: Exchange, status: number, body: Buffer, extra?: HeaderMap): void {
-  const headers: Record<string, string | number> = {
-    'content-type': 'application/json',
-    'content-length': body.length,
-    'x-request-id': exchange.requestId,
+/** Writes a reply; a stream gets one write per frame, `gapMs` before each when set. */
+export function send(exchange: Exchange, env: RespondEnv, reply: Reply, gapMs: number, extra?: HeaderMap): void {
+  if (reply.kind === 'json') {
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/json',
+      'content-length': reply.body.length,
+      [env.requestIdHeader]: exchange.requestId,
+    };
+    if (reply.headers !== undefined) Object.assign(headers, reply.headers);
+    if (extra !== undefined) Object.assign(headers, extra);
+    exchange.res.writeHead(reply.status, headers);
+    exchange.res.end(reply.body);
+    return;
+  }
+  const headers: HeaderMap = {
+    'content-type': reply.contentType ?? 'text/event-stream',
+    'cache-control': 'no-cache',
+    [env.requestIdHeader]: exchange.requestId,
   };
+  if (reply.headers !== undefined) Object.assign(headers, reply.headers);
   if (extra !== undefined) Object.assign(headers, extra);
-  exchange.res.writeHead(status, headers);
-  exchange.res.end(body);
+  sendFrames(exchange.res, headers, reply.frames, gapMs);
 }
 
-function sendStream(exchange: Exchange, frames: readonly Buffer[], gapMs: number, extra?: HeaderMap): void {
-  const { res } = exchange;
-  const headers: HeaderMap = {
-    'content-type': 'text/event-stream',
-    'cache-control': 'no-cache',
-    'x-request-id': exchange.requestId,
-  };
-  if (extra !== undefined) Object.assign(headers, extra);
+function sendFrames(res: ServerResponse, headers: HeaderMap, frames: readonly Buffer[], gapMs: number): void {
   res.writeHead(200, headers);
   if (gapMs <= 0) {
     // One write per event even without gaps, so readers still see event-sized chunks.
@@ -128,6 +89,8 @@ function sendStream(exchange: Exchange, frames: readonly Buffer[], gapMs: number
     res.end();
     return;
   }
+  // The head goes out at once, as a real upstream's does before its first token.
+  res.flushHeaders();
   let next = 0;
   const writeNext = (): void => {
     const frame = frames[next++];
@@ -138,11 +101,11 @@ function sendStream(exchange: Exchange, frames: readonly Buffer[], gapMs: number
     res.write(frame);
     afterDelay(res, gapMs, writeNext);
   };
-  writeNext();
+  afterDelay(res, gapMs, writeNext);
 }
 
-function sendStatus(exchange: Exchange, status: number, body: string | undefined, custom?: HeaderMap): void {
-  const headers: Record<string, string | number> = { 'x-request-id': exchange.requestId };
+function sendStatus(exchange: Exchange, env: RespondEnv, status: number, body: string | undefined, custom?: HeaderMap): void {
+  const headers: Record<string, string | number> = { [env.requestIdHeader]: exchange.requestId };
   if (body !== undefined) headers['content-type'] = 'application/json';
   // Lower-case so a caller's `Content-Type` replaces ours instead of being sent next to it.
   for (const [name, value] of Object.entries(custom ?? {})) headers[name.toLowerCase()] = value;
@@ -166,9 +129,4 @@ function afterDelay(res: ServerResponse, ms: number, fn: () => void): void {
     fn();
   }, ms);
   res.once('close', cancel);
-}
-
-function modelOf(body: Buffer): string {
-  const m = parseObject(body)?.model;
-  return typeof m === 'string' ? m : 'unknown';
 }

@@ -1,32 +1,35 @@
-// The fake OpenAI upstream: a plain node:http server (Fastify's per-request cost would dominate the
-// benchmark) that answers each request as its key's script or default behaviour says.
+// The fake upstream: a plain node:http server (Fastify's per-request cost would dominate the
+// benchmark) that answers each request as its key's script or default behaviour says, in the formats
+// of the provider it plays (personalities.ts).
 import { createServer } from 'node:http';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { parseBehavior } from './behavior-schema.js';
 import type { Behavior, FakeUpstream, FakeUpstreamOptions, RecordedRequest } from './behaviors.js';
-import { MISSING_KEY_BODY, RATE_LIMIT_BODY, UNAUTHORIZED_BODY } from './openai-errors.js';
-import { windowExceededHeaders, xRateLimitHeaders } from './rate-limit-headers.js';
+import { personalityFor } from './personalities.js';
+import type { FakeRequest } from './personality.js';
 import { RateWindows } from './rate-window.js';
-import { SCRIPTED_REQUEST_LIMIT, respond, sendJson } from './respond.js';
+import { SCRIPTED_REQUEST_LIMIT, respond, send } from './respond.js';
 import type { Exchange, RespondEnv } from './respond.js';
 
 export type {
   Behavior,
   FakeUpstream,
   FakeUpstreamOptions,
+  Provider,
   RateLimitStyle,
   RecordedRequest,
 } from './behaviors.js';
+export { PROVIDERS } from './behaviors.js';
 
 /** Loopback only: the fake has no business on other interfaces. */
 export const DEFAULT_HOST = '127.0.0.1';
 
 const OK: Behavior = Object.freeze({ kind: 'ok' });
 const EMPTY = Buffer.alloc(0);
-const BEARER = /^bearer\s+(\S+)\s*$/i;
 
 export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+  const personality = personalityFor(options.provider ?? 'openai');
   const latencyMs = nonNegative(options.latencyMs ?? 0, 'latencyMs');
   const now = options.now ?? Date.now;
   const record = options.record ?? true;
@@ -39,7 +42,13 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
   }
   const windows = limit === undefined ? undefined : new RateWindows(limit.requests, limit.windowMs);
-  const env: RespondEnv = { latencyMs, now, scriptedLimit: limit?.requests ?? SCRIPTED_REQUEST_LIMIT };
+  const env: RespondEnv = {
+    personality,
+    requestIdHeader: personality.requestIdHeader,
+    latencyMs,
+    now,
+    scriptedLimit: limit?.requests ?? SCRIPTED_REQUEST_LIMIT,
+  };
 
   const defaults = new Map<string, Behavior>();
   Object.entries(options.keys ?? {}).forEach(([key, behavior], index) => {
@@ -65,28 +74,30 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const handle = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
     const url = req.url ?? '/';
     const method = req.method ?? 'GET';
-    const key = keyOf(req.headers);
+    const q = url.indexOf('?');
+    const query = q === -1 ? '' : url.slice(q + 1);
+    const key = personality.keyOf(req.headers, query);
     if (record) requests.push({ method, path: url, headers: req.headers, body, key, at: now() });
-    const query = url.indexOf('?');
-    const exchange: Exchange = {
-      method,
-      path: query === -1 ? url : url.slice(0, query),
-      body,
-      res,
-      requestId: `req_fake_${++served}`,
-    };
+    const request: FakeRequest = { method, path: q === -1 ? url : url.slice(0, q), query, headers: req.headers, body };
+    const exchange: Exchange = { request, res, requestId: `req_fake_${++served}` };
     if (accepted !== undefined && (key === undefined || !accepted.has(key))) {
-      sendJson(exchange, 401, key === undefined ? MISSING_KEY_BODY : UNAUTHORIZED_BODY);
+      send(exchange, env, personality.refuseKey(request, key === undefined), 0);
+      return;
+    }
+    const refusal = personality.precheck(request);
+    if (refusal !== undefined) {
+      send(exchange, env, refusal, 0);
       return;
     }
     const behavior = nextBehavior(key);
     if (windows !== undefined && (behavior.kind === 'ok' || behavior.kind === 'stream')) {
-      const decision = windows.take(key ?? '', now());
+      const at = now();
+      const decision = windows.take(key ?? '', at);
       if (!decision.allowed) {
-        sendJson(exchange, 429, RATE_LIMIT_BODY, windowExceededHeaders(decision.limit, decision.resetMs));
+        send(exchange, env, personality.windowExceeded(request, decision.limit, decision.resetMs, at), 0);
         return;
       }
-      respond(behavior, exchange, env, xRateLimitHeaders(decision.limit, decision.remaining, decision.resetMs));
+      respond(behavior, exchange, env, personality.windowHeaders(decision.limit, decision.remaining, decision.resetMs, at));
       return;
     }
     respond(behavior, exchange, env);
@@ -121,6 +132,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   let closing: Promise<void> | undefined;
   return {
     url: `http://${host}:${address.port}`,
+    provider: personality.provider,
     requests,
     script(key, ...behaviors) {
       const parsed = behaviors.map((behavior, index) => parseBehavior(behavior, `script() argument #${index + 2}`));
@@ -145,17 +157,6 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       return closing;
     },
   };
-}
-
-/** The bearer token, else x-api-key (Anthropic-style clients), else undefined. */
-function keyOf(headers: IncomingHttpHeaders): string | undefined {
-  const authorization = headers.authorization;
-  if (authorization !== undefined) {
-    const token = BEARER.exec(authorization)?.[1];
-    if (token !== undefined) return token;
-  }
-  const apiKey = headers['x-api-key'];
-  return typeof apiKey === 'string' && apiKey !== '' ? apiKey : undefined;
 }
 
 function nonNegative(value: number, name: string): number {

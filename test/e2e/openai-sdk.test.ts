@@ -72,3 +72,44 @@ describe('official openai client through keypool', () => {
     expect(upstream.requests).toHaveLength(3);
   });
 });
+
+describe('official openai client, Responses API, through keypool', () => {
+  const TEXT = 'Hello from the fake upstream.';
+
+  it('responses.create, rotating past a rate-limited key', async () => {
+    upstream.script(KEYS[0]!, { kind: 'rate_limit', style: 'retry-after-ms', ms: 30_000 });
+    const { data, response } = await client.responses.create({ model: 'gpt-4o-mini', input: 'hi' }).withResponse();
+    expect(data.output_text).toBe(TEXT);
+    expect(response.headers.get('x-keypool-attempts')).toBe('2');
+    expect(upstream.requests.map((r) => [r.path, r.key])).toEqual([
+      ['/v1/responses', KEYS[0]],
+      ['/v1/responses', KEYS[1]],
+    ]);
+  });
+
+  it('responses.stream, rotating past an invalid key before the first event', async () => {
+    upstream.script(KEYS[0]!, { kind: 'unauthorized' });
+    const stream = client.responses.stream({ model: 'gpt-4o-mini', input: 'hi' });
+    const types: string[] = [];
+    let deltas = '';
+    stream.on('event', (event) => types.push(event.type));
+    stream.on('response.output_text.delta', (event) => (deltas += event.delta));
+    const final = await stream.finalResponse();
+    expect([deltas, final.output_text, final.status]).toEqual([TEXT, TEXT, 'completed']);
+    expect([types[0], types.at(-1)]).toEqual(['response.created', 'response.completed']);
+    expect(upstream.requests.map((r) => r.key)).toEqual([KEYS[0], KEYS[1]]);
+  });
+
+  it('responses.create({ stream: true }), rotating past an out-of-credit key', async () => {
+    upstream.script(KEYS[0]!, { kind: 'insufficient_quota' });
+    const stream = await client.responses.create({ model: 'gpt-4o-mini', input: 'hi', stream: true });
+    let text = '';
+    let completed = false;
+    for await (const event of stream) {
+      if (event.type === 'response.output_text.delta') text += event.delta;
+      if (event.type === 'response.completed') completed = true;
+    }
+    expect([text, completed]).toEqual([TEXT, true]);
+    expect(upstream.requests.map((r) => r.key)).toEqual([KEYS[0], KEYS[1]]);
+  });
+});

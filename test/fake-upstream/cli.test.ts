@@ -38,6 +38,7 @@ describe('parseFakeUpstreamArgs', () => {
       record: false,
     });
     expect(await parseFakeUpstreamArgs([])).toEqual({ record: true });
+    expect(await parseFakeUpstreamArgs(['--provider', 'anthropic'])).toEqual({ provider: 'anthropic', record: true });
   });
 
   it.each([
@@ -46,6 +47,7 @@ describe('parseFakeUpstreamArgs', () => {
     [['--rate-limit', '5'], /--rate-limit/],
     [['--rate-limit', '5/0'], /--rate-limit/],
     [['--bogus'], /bogus/],
+    [['--provider', 'cohere'], /--provider: expected one of openai, anthropic, gemini, azure, openrouter/],
   ])('rejects %j', async (argv, message) => {
     await expect(parseFakeUpstreamArgs(argv)).rejects.toThrow(message);
   });
@@ -83,5 +85,19 @@ describe('runFakeUpstreamCli', () => {
     controller.abort();
     await done;
     await expect(request(`${base}/v1/models`)).rejects.toThrow();
+  });
+
+  it('plays the provider --provider names', async () => {
+    let listening: (url: string) => void = () => undefined;
+    const url = new Promise<string>((resolve) => (listening = resolve));
+    const controller = new AbortController();
+    const done = runFakeUpstreamCli(['--provider', 'anthropic'], { signal: controller.signal, print: (line) => listening(line.replace(/^listening /, '')) });
+    const res = await request(`${await url}/v1/models`, { headers: { 'x-api-key': KEY } });
+    expect([res.statusCode, await res.body.json()]).toEqual([
+      400,
+      { type: 'error', error: { type: 'invalid_request_error', message: 'anthropic-version: header is required' } },
+    ]);
+    controller.abort();
+    await done;
   });
 });

@@ -5,6 +5,7 @@ import { request } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFakeUpstream } from '../../src/fake-upstream/server.js';
+import { waitFor } from '../helpers/wait.js';
 import type { Behavior, FakeUpstream, FakeUpstreamOptions } from '../../src/fake-upstream/server.js';
 
 const KEY = 'sk-test-secret-0123456789abcdef';
@@ -273,6 +274,19 @@ describe('streams', () => {
     }
   });
 
+  it('with gapMs, sends the head before the first event is due', async () => {
+    const upstream = await start();
+    upstream.script(KEY, { kind: 'error_in_stream', gapMs: 60_000 });
+    // Without the head flushed first this would wait the whole gap (and time the test out).
+    const res = await request(`${upstream.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}` },
+      body: '{"stream":true}',
+    });
+    expect([res.statusCode, res.headers['content-type']]).toEqual([200, 'text/event-stream']);
+    res.body.destroy();
+  });
+
   it('streams an ok chat request that asks for it', async () => {
     const upstream = await start();
     const reply = await chat(upstream, KEY, ',"stream":true');
@@ -331,8 +345,8 @@ describe('hang', () => {
     const upstream = await start();
     upstream.script(KEY, { kind: 'hang' });
     const hanging = request(`${upstream.url}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } });
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    expect(upstream.requests).toHaveLength(1);
+    // Until the request has arrived (a fixed sleep lost that race on a loaded machine).
+    await waitFor(() => upstream.requests.length === 1);
     await upstream.close();
     await expect(hanging).rejects.toThrow();
   });
