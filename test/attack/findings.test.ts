@@ -6,7 +6,11 @@ import { gunzipSync, constants as zlibConstants, createGzip } from 'node:zlib';
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
-import { act, type FaultAction } from '../helpers/fault-upstream.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { act, startFaultUpstream, type FaultAction } from '../helpers/fault-upstream.js';
+import { serve } from '../helpers/serve.js';
 import { chat, errorCode, harness, KEYS, settleHarnesses } from '../helpers/fault-harness.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
@@ -145,5 +149,152 @@ describe('secrets', () => {
     expect(r.status).toBe(403);
     expect(h.proxy.logs.some((l) => KEYS.some((k) => l.includes(k))), 'a pool key in the log').toBe(false);
     for (const k of KEYS) expect(r.text.includes(k), `pool key ${k.slice(0, 14)}… in the answer`).toBe(false);
+  });
+});
+
+
+describe('stream ends', () => {
+  /** One SSE event as its own gzip-flushed piece of one gzip stream (what a compressing upstream sends). */
+  function gzipStream(): { piece: (text: string) => Promise<Buffer>; end: () => Promise<Buffer> } {
+    const gz = createGzip();
+    const out: Buffer[] = [];
+    gz.on('data', (c: Buffer) => out.push(c));
+    const drain = (): Buffer => Buffer.concat(out.splice(0));
+    return {
+      piece: (text) =>
+        new Promise((resolve) => {
+          gz.write(text);
+          gz.flush(zlibConstants.Z_SYNC_FLUSH, () => resolve(drain()));
+        }),
+      end: () => new Promise((resolve) => gz.end(() => setImmediate(() => resolve(drain())))),
+    };
+  }
+
+  it('attack: a gzip-encoded event stream is held back by the event aligner: the client sees no event while the upstream streams', async () => {
+    // sse.ts aligns on blank lines in the bytes as they come; with Content-Encoding: gzip those bytes are
+    // compressed, hardly ever hold "\n\n", and everything waits (up to 1 MiB) for the end of the stream.
+    let release: () => void = () => {};
+    const released = new Promise<void>((r) => (release = r));
+    const up = await startRawUpstream((req) => {
+      void (async () => {
+        const gz = gzipStream();
+        req.socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n');
+        writeChunk(req.socket, await gz.piece('data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'));
+        await released;
+        writeChunk(req.socket, await gz.piece('data: [DONE]\n\n'));
+        writeChunk(req.socket, await gz.end());
+        req.socket.write('0\r\n\r\n');
+      })();
+    });
+    closers.push(() => up.close());
+    const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS });
+    closers.push(() => proxy.close());
+    const res = await request(`${proxy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'accept-encoding': 'gzip' },
+      body: chat('gpt-4o-mini', ',"stream":true'),
+    });
+    const got: Buffer[] = [];
+    const reading = (async () => {
+      for await (const c of res.body) got.push(c as Buffer);
+    })();
+    // The first event left the upstream: the client should have it while the upstream holds the rest.
+    const arrived = await waitFor(() => got.length > 0, 3_000).then(
+      () => true,
+      () => false,
+    );
+    release();
+    await reading;
+    expect(arrived, 'first event delivered while the stream is open').toBe(true);
+    expect(gunzipSync(Buffer.concat(got)).toString()).toContain('[DONE]');
+  });
+
+  it('attack: a gzip-encoded event stream cut by the upstream ends with plaintext appended to the gzip body: the client cannot read the error event', async () => {
+    const up = await startRawUpstream((req) => {
+      void (async () => {
+        const gz = gzipStream();
+        req.socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n');
+        writeChunk(req.socket, await gz.piece('data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'));
+        setTimeout(() => req.socket.resetAndDestroy(), 50);
+      })();
+    });
+    closers.push(() => up.close());
+    const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS });
+    closers.push(() => proxy.close());
+    const res = await request(`${proxy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'accept-encoding': 'gzip' },
+      body: chat('gpt-4o-mini', ',"stream":true'),
+    });
+    const chunks: Buffer[] = [];
+    let broken = false;
+    try {
+      for await (const c of res.body) chunks.push(c as Buffer);
+    } catch {
+      broken = true;
+    }
+    // Either is honest: a readable final error event, or a connection the client sees broken. A clean end
+    // whose body no decompressing reader (fetch, the SDKs) can decode is neither.
+    if (broken) return;
+    let text: string;
+    try {
+      text = gunzipSync(Buffer.concat(chunks), { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString();
+    } catch (err) {
+      text = `undecodable (${(err as Error).message}): ${Buffer.concat(chunks).toString('latin1').slice(0, 120)}`;
+    }
+    expect(text, 'the decoded stream ends with keypool_stream_interrupted').toContain('keypool_stream_interrupted');
+  });
+});
+
+describe('shutdown', () => {
+  /** keypool serve (the built CLI) with one key in front of `upstreamUrl`. */
+  async function keypool(upstreamUrl: string, graceMs: number) {
+    const dir = mkdtempSync(join(tmpdir(), 'kp-attack-'));
+    const file = join(dir, 'keypool.yaml');
+    writeFileSync(file, `server: { shutdownGraceMs: ${graceMs} }\nupstreams:\n  - name: up\n    baseUrl: ${upstreamUrl}/v1\n    keys: [${KEYS[0]}]\n`);
+    const kp = await serve(file);
+    closers.push(async () => void kp.child.kill('SIGKILL'));
+    return kp;
+  }
+
+  /** The answer a client got, or how its connection ended. */
+  async function outcome(pending: ReturnType<typeof request>): Promise<{ status: number; headers: Record<string, unknown>; text: string } | { dropped: string }> {
+    try {
+      const res = await pending;
+      return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+    } catch (err) {
+      return { dropped: (err as { code?: string }).code ?? String(err) };
+    }
+  }
+
+  it('attack: SIGTERM cutting a POST the upstream already has leaves the client a dropped connection (or a retryable 503): the SDK sends it again (double billing)', async () => {
+    // After the grace period shutdown.ts calls cutAll and then closeAllConnections in the same tick, so the
+    // 503 keypool_shutting_down the loop would write never leaves: the client sees its connection close.
+    // The openai SDK retries a dropped connection (and a 503 without x-should-retry: false): the POST, which
+    // the upstream may be running and billing already, is sent again (to another replica). The contract's
+    // rule for this phase (sent, no head) is an answer with x-should-retry: false.
+    const up = await startFaultUpstream(() => act.stallBeforeHeaders());
+    closers.push(() => up.close());
+    const kp = await keypool(up.url, 200);
+    const pending = request(`${kp.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat() });
+    await waitFor(() => up.copies === 1, 5_000);
+    kp.child.kill('SIGTERM');
+    const o = await outcome(pending);
+    expect(up.copies, 'copies the upstream has').toBe(1);
+    expect('dropped' in o ? `connection dropped (${o.dropped})` : o.headers['x-should-retry'], 'a POST the upstream may be running: told not to retry').toBe('false');
+  });
+
+  it('attack: SIGTERM cutting a request that waits for a key drops its connection before the 503 keypool_shutting_down is written', async () => {
+    const up = await startFaultUpstream(() => act.json(429, { error: { message: 'Rate limit reached', type: 'requests', param: null, code: 'rate_limit_exceeded' } }, { 'retry-after': '10' }));
+    closers.push(() => up.close());
+    const kp = await keypool(up.url, 200);
+    const pending = request(`${kp.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat() });
+    await waitFor(() => up.requests.length === 1, 5_000);
+    // The 429 cools the only key for 10 s: the request now waits in the room.
+    await new Promise((r) => setTimeout(r, 100));
+    kp.child.kill('SIGTERM');
+    const o = await outcome(pending);
+    expect('dropped' in o ? `connection dropped (${o.dropped})` : o.status).toBe(503);
+    if (!('dropped' in o)) expect(o.text).toContain('keypool_shutting_down');
   });
 });
