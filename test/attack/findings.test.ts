@@ -298,3 +298,70 @@ describe('shutdown', () => {
     if (!('dropped' in o)) expect(o.text).toContain('keypool_shutting_down');
   });
 });
+
+describe('sockets left open', () => {
+  it('attack: with queue.streamKeepAlive, a non-2xx answer to a committed stream is drained forever: its upstream connection stays open and app.close() (shutdown) never finishes', async () => {
+    // proxy-handler.ts: once the keep-alive 200 is out, a non-2xx answer is told as an SSE error event and
+    // its body `discard()`ed: read to its end with no deadline (the request's timer is cancelled by done()).
+    // An upstream that drips that body holds the connection for as long as it likes, and agent.close(),
+    // which shutdown awaits after the grace period, waits for it.
+    let n = 0;
+    const up = await startRawUpstream((req) => {
+      if (n++ === 0) {
+        writeJson(req.socket, 429, { error: { message: 'Rate limit reached', type: 'requests', param: null, code: 'rate_limit_exceeded' } }, { 'retry-after-ms': '300', 'x-should-retry': 'false' });
+        return;
+      }
+      req.socket.write('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n');
+      const drip = setInterval(() => (req.socket.destroyed ? clearInterval(drip) : writeChunk(req.socket, ' ')), 50);
+      req.socket.on('close', () => clearInterval(drip));
+    });
+    closers.push(() => up.close());
+    const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS.slice(0, 1), queue: { streamKeepAlive: true, keepAliveIntervalMs: 1_000 }, retry: { backoffBaseMs: 1, backoffMaxMs: 2 } });
+    let closed = false;
+    closers.push(async () => {
+      await up.close();
+      if (!closed) await proxy.close();
+    });
+    const first = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat() });
+    await first.body.dump();
+    expect(first.statusCode).toBe(429);
+    const second = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat('gpt-4o-mini', ',"stream":true') });
+    const text = await second.body.text();
+    expect(text).toContain('event: error');
+    expect(proxy.pool.states()[0]!.inflight).toBe(0);
+    const closing = proxy.close().then(() => (closed = true));
+    const done = await Promise.race([closing.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open after 3 s'), 3_000))]);
+    expect({ app: done, upstreamSockets: up.openSockets }).toEqual({ app: 'closed', upstreamSockets: 0 });
+  });
+});
+
+describe('hostile requests', () => {
+  it('attack: clients[].maxConcurrent does not bound bodies being buffered: a client at its limit still makes keypool read (and hold) whole bodies', async () => {
+    // The gate's admission runs after readBody: a client at maxConcurrent can open any number of uploads
+    // of up to bodyLimitBytes (50 MiB) each, trickle them, and keypool buffers every one before refusing
+    // it: memory grows with connections x bodyLimitBytes, whatever the client's limit says.
+    const TOKEN = 'kp-client-token-slow-0123456789ab';
+    const h = await harness(() => act.stallBeforeHeaders(), { clients: [{ name: 'slow', token: TOKEN, maxConcurrent: 1 }], retry: { headersTimeoutMs: 10_000 } });
+    const held = request(`${h.proxy.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: chat() }).catch(() => undefined);
+    await waitFor(() => h.up.copies === 1, 3_000);
+    const { port } = new URL(h.proxy.url);
+    const sock = connect(Number(port), '127.0.0.1');
+    closers.push(async () => void sock.destroy());
+    let answer = '';
+    sock.on('data', (d: Buffer) => (answer += d.toString()));
+    sock.on('error', () => {});
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    // 10 MiB announced, 10 bytes sent: the client is already at its limit, nothing of this can be served.
+    sock.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${TOKEN}\r\ncontent-type: application/json\r\ncontent-length: ${10 * 1024 * 1024}\r\n\r\n{"model":"`);
+    const refused = await waitFor(() => answer.includes('keypool_client_limit'), 2_000).then(
+      () => true,
+      () => false,
+    );
+    sock.destroy();
+    h.up.setScript(() => OK);
+    // Let the held request go: the harness checks the pool is at rest afterwards.
+    for (const r of h.up.requests) if (!r.socketClosed) h.proxy.app.proxy.cutAll('test over');
+    await held;
+    expect(refused, 'refused (429 keypool_client_limit) before its body is read').toBe(true);
+  });
+});
