@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { act, startFaultUpstream, type FaultAction } from '../helpers/fault-upstream.js';
 import { serve } from '../helpers/serve.js';
+import { MemoryHub } from '../../src/state/memory-store.js';
+import type { StateStore } from '../../src/state/store.js';
 import { chat, errorCode, harness, KEYS, settleHarnesses } from '../helpers/fault-harness.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
@@ -363,5 +365,37 @@ describe('hostile requests', () => {
     for (const r of h.up.requests) if (!r.socketClosed) h.proxy.app.proxy.cutAll('test over');
     await held;
     expect(refused, 'refused (429 keypool_client_limit) before its body is read').toBe(true);
+  });
+});
+
+describe('client leaves', () => {
+  it('attack: with a shared store, a client that leaves while its key is being confirmed still has its request sent (and its key held until the head)', async () => {
+    // rotate.ts checks the abort signal at the top of each pass, then awaits `pool.confirm` (a Redis round
+    // trip near a limit), then sends: the abort that came meanwhile cancelled the previous attempt (or
+    // none), not the one sent after. The upstream runs (and bills) a request nobody waits for.
+    const hub = new MemoryHub();
+    const base = hub.client();
+    let takes = 0;
+    let open: () => void = () => {};
+    const gate = new Promise<void>((r) => (open = r));
+    const store: StateStore = {
+      ...base,
+      take(req) {
+        takes++;
+        const t = base.take(req);
+        return { answer: gate.then(() => t.answer), release: (o) => t.release(o) };
+      },
+    };
+    const h = await harness(() => OK, { keys: [{ key: KEYS[0]!, maxConcurrent: 5 }], store });
+    const ctl = new AbortController();
+    const pending = request(`${h.proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat(), signal: ctl.signal }).catch(() => undefined);
+    await waitFor(() => takes === 1, 3_000);
+    ctl.abort();
+    await pending;
+    // Let keypool see the close (its 'close' handler aborts the request) before the store answers.
+    await new Promise((r) => setTimeout(r, 200));
+    open();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.up.requests.length, 'requests sent for a client that had left').toBe(0);
   });
 });
