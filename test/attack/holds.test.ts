@@ -10,6 +10,11 @@ import { chat, KEYS, settleHarnesses } from '../helpers/fault-harness.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
 import { startRawUpstream, writeJson } from './raw-upstream.js';
+import { hostileHeaders } from '../keys/rate-limit-arbitraries.js';
+import { DEFAULT_KEY_OPTIONS, Key } from '../../src/keys/key.js';
+import { KeyPool } from '../../src/keys/pool.js';
+import { decide, type Penalty, type PolicySettings } from '../../src/proxy/retry-policy.js';
+import { giveUp } from '../../src/proxy/give-up.js';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -184,4 +189,171 @@ describe('per-attempt timeouts', () => {
     expect(res.statusCode, text.slice(0, 300)).toBe(200);
     expect(up.heads, 'uploads started').toHaveLength(1);
   }, 60_000);
+});
+
+describe('a client that leaves at each stage', () => {
+  const RETRY = { maxRetries: 2, backoffBaseMs: 1, backoffMaxMs: 2, headersTimeoutMs: 5_000, streamHeadersTimeoutMs: 5_000, idleTimeoutMs: 5_000 };
+  async function setup(script: (i: number) => FaultAction, keys = 1, retry: Record<string, number> = {}) {
+    const up = await startFaultUpstream((_r, i) => script(i));
+    closers.push(() => up.close());
+    const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS.slice(0, keys), retry: { ...RETRY, ...retry } });
+    closers.push(() => proxy.close());
+    return { up, proxy };
+  }
+  /** Sends a request and leaves once `when` holds; resolves after leaving. */
+  async function leaveWhen(proxy: TestProxy, when: () => boolean, body = chat()): Promise<void> {
+    const ctl = new AbortController();
+    const pending = request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: ctl.signal })
+      .then((r) => r.body.text())
+      .catch(() => undefined);
+    await waitFor(when, 3_000);
+    ctl.abort();
+    await pending;
+  }
+  async function expectRest(proxy: TestProxy, keys = 1): Promise<void> {
+    await waitFor(() => JSON.stringify(atRest(proxy)) === JSON.stringify(REST(keys)), 2_000).catch(() => undefined);
+    expect(atRest(proxy)).toEqual(REST(keys));
+  }
+
+  it('during the body upload: nothing is sent, nothing held', async () => {
+    const { up, proxy } = await setup(() => OK);
+    const { connect } = await import('node:net');
+    const sock = connect(Number(new URL(proxy.url).port), '127.0.0.1');
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    sock.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model":"');
+    await new Promise((r) => setTimeout(r, 50));
+    sock.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(up.requests).toHaveLength(0);
+    await expectRest(proxy);
+  });
+
+  it('while waiting in the room for a cooling key: no further attempt, room empty', async () => {
+    const { up, proxy } = await setup(() => act.json(429, RATE_LIMITED, { 'retry-after': '5' }));
+    await leaveWhen(proxy, () => proxy.room.size === 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(up.requests).toHaveLength(1);
+    await expectRest(proxy);
+  });
+
+  it('during the backoff sleep after a 500: no further attempt', async () => {
+    const { up, proxy } = await setup(() => act.json(500, { error: { message: 'boom', type: 'server_error', param: null, code: null } }), 1, { backoffBaseMs: 2_000, backoffMaxMs: 2_000 });
+    await leaveWhen(proxy, () => up.requests.length === 1 && up.requests[0]!.socketClosed === false && proxy.pool.states()[0]!.inflight === 0);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(up.requests).toHaveLength(1);
+    await expectRest(proxy);
+  });
+
+  it('between a 429 head and its (stalled) body: the attempt is closed, nothing more sent', async () => {
+    // A 429 whose body never comes: keypool is reading the snippet when the client leaves.
+    const { up, proxy } = await setup(() => act.raw('HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"error":', 'keep'), 2);
+    await leaveWhen(proxy, () => up.requests.length === 1 && up.requests[0]!.complete);
+    await waitFor(() => up.requests.every((r) => r.socketClosed), 2_000).catch(() => undefined);
+    expect(up.requests.map((r) => r.socketClosed)).toEqual(up.requests.map(() => true));
+    await expectRest(proxy, 2);
+  });
+
+  it('while the upstream has the request and no head yet: its connection is closed', async () => {
+    const { up, proxy } = await setup(() => act.stallBeforeHeaders());
+    await leaveWhen(proxy, () => up.copies === 1);
+    await waitFor(() => up.requests[0]!.socketClosed, 2_000).catch(() => undefined);
+    expect(up.requests[0]!.socketClosed).toBe(true);
+    expect(up.requests).toHaveLength(1);
+    await expectRest(proxy);
+  });
+
+  it('mid-stream: the upstream stream is closed', async () => {
+    const { up, proxy } = await setup(() => act.stream(EVENTS, { stallAfter: 1 }));
+    await leaveWhen(proxy, () => up.copies === 1, chat('gpt-4o-mini', ',"stream":true'));
+    await waitFor(() => up.requests[0]!.socketClosed, 2_000).catch(() => undefined);
+    expect(up.requests[0]!.socketClosed).toBe(true);
+    await expectRest(proxy);
+  });
+});
+
+describe('header times, composed: the pool, the policy and the give-up answer together', () => {
+  const MAX_MS = 120_000;
+  const settings: PolicySettings = {
+    backoffBaseMs: 1_000,
+    backoffMaxMs: 60_000,
+    outOfCreditMs: 3_600_000,
+    maxMs: MAX_MS,
+    modelUnavailableMs: 3_600_000,
+    disabledMs: 86_400_000,
+    replayAfterSend: false,
+  };
+  /** Longest any header may keep a key from a model (the backoff of a 429 that says nothing usable is shorter). */
+  const BOUND = Math.max(MAX_MS, settings.backoffMaxMs);
+
+  /** Headers that do say something: an exhausted bucket (OpenAI or Anthropic) with a reset of any size. */
+  const reset = fc.oneof(
+    fc.integer({ min: 0, max: 2 ** 40 }).map((n) => `${n}s`),
+    fc.integer({ min: 0, max: 2 ** 40 }).map((n) => `${n}ms`),
+    fc.integer({ min: 0, max: 2 ** 31 }).map((n) => `${n}h${n % 60}m`),
+    fc.integer({ min: 0, max: 4e12 }).map(String),
+    fc.date({ noInvalidDate: true, min: new Date(0), max: new Date(8.64e15) }).map((d) => d.toISOString()),
+  );
+  const saying = fc.oneof(
+    fc.record({ 'x-ratelimit-limit-requests': fc.nat().map(String), 'x-ratelimit-remaining-requests': fc.constantFrom('0', '1'), 'x-ratelimit-reset-requests': reset }),
+    fc.record({ 'x-ratelimit-remaining-tokens': fc.constantFrom('0', '5'), 'x-ratelimit-reset-tokens': reset }),
+    fc.record({ 'anthropic-ratelimit-requests-limit': fc.nat().map(String), 'anthropic-ratelimit-requests-remaining': fc.constant('0'), 'anthropic-ratelimit-requests-reset': reset }),
+    fc.record({ 'retry-after': reset.map((r) => r.replace(/[a-z]+/g, '')) }),
+    fc.record({ 'retry-after-ms': fc.integer({ min: 0, max: 2 ** 45 }).map(String) }),
+  );
+  it('any sequence of hostile headers on 200s and 429s: no key is kept away past cooldown.maxMs, and Retry-After says so', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ status: fc.constantFrom(200, 429), headers: fc.oneof(hostileHeaders, saying), model: fc.constantFrom('m', ''), step: fc.integer({ min: 0, max: 5_000 }) }), { minLength: 1, maxLength: 12 }),
+        fc.double({ min: 0, max: 0.999, noNaN: true }),
+        (answers, random) => {
+          const keys = [new Key('k1', 'secret-one-aaaaaaaa', DEFAULT_KEY_OPTIONS), new Key('k2', 'secret-two-bbbbbbbb', DEFAULT_KEY_OPTIONS)];
+          const pool = new KeyPool('u', keys, { maxHeaderMs: MAX_MS, random: () => random });
+          let now = Date.parse('2026-12-01T00:00:00Z');
+          let last = now;
+          for (const a of answers) {
+            now += a.step;
+            const demand = { model: a.model, tokens: 10 };
+            const lease = pool.acquire({ demand, now });
+            if (lease === undefined) continue;
+            pool.observe(lease, a.headers, now);
+            const d = decide({
+              method: 'POST',
+              model: a.model,
+              result: { kind: 'answered', status: a.status, headers: a.headers, body: '{"error":{"code":"rate_limit_exceeded"}}' },
+              context: { attempts: 1, retriesLeft: 1 },
+              now,
+              streak: pool.streakOf(lease.state, a.model) + 1,
+              random,
+              settings,
+            });
+            const p: Penalty = d.kind === 'rotate' || d.kind === 'deliver' ? d.penalty : d.kind === 'read-body' ? d.provisional : { kind: 'none' };
+            if (p.kind === 'cool') {
+              expect(p.until - now, 'a cooldown from headers').toBeLessThanOrEqual(BOUND);
+              expect(Number.isInteger(p.until)).toBe(true);
+              pool.cool(lease.state, p.scope === 'key' ? '' : a.model, p.until, p.reason, now);
+            }
+            lease.end(undefined);
+            last = now;
+          }
+          for (const model of ['m', '', 'other']) {
+            const demand = { model, tokens: 10 };
+            const at = pool.nextAvailableAt(demand, now);
+            expect(at, `next available for ${model || '(none)'}`).toBeDefined();
+            expect(at!, 'never in the past').toBeGreaterThanOrEqual(now);
+            expect(at! - last, 'never past the cap').toBeLessThanOrEqual(BOUND);
+            const g = giveUp({ pool, clock: { now: () => now }, scrub: (t) => t }, demand, { kind: 'limit', status: 429, body: '' }, 1);
+            if (g.kind === 'error') {
+              const ms = Number(g.error.headers['retry-after-ms']);
+              expect(ms).toBeGreaterThanOrEqual(1);
+              expect(ms).toBeLessThanOrEqual(BOUND);
+              expect(g.error.headers['retry-after']).toBe(String(Math.max(1, Math.ceil(ms / 1000))));
+            }
+            // Once the cap has passed, with nothing sent meanwhile, every bucket has refilled.
+            expect(pool.nextAvailableAt(demand, last + BOUND + 1), 'a bucket that never refills').toBe(last + BOUND + 1);
+          }
+        },
+      ),
+      { numRuns: 500, seed: 20261201 },
+    );
+  });
 });
