@@ -357,3 +357,41 @@ describe('header times, composed: the pool, the policy and the give-up answer to
     );
   });
 });
+
+describe('retry amplification: the openai SDK at its default maxRetries', () => {
+  const N = 2;
+  const RETRY = { maxRetries: 3, backoffBaseMs: 5, backoffMaxMs: 20, headersTimeoutMs: 150, streamHeadersTimeoutMs: 150, idleTimeoutMs: 150, maxWaitMs: 2_000 };
+  const bound = 3 * (N + RETRY.maxRetries);
+  const err = (status: number, code: string | null, headers: Record<string, string> = {}): FaultAction =>
+    act.json(status, { error: { message: `upstream says ${status}`, type: 'x', param: null, code } }, headers);
+  /** name, the upstream's answer to attempt i, whether keypool's give-up should stop the SDK (one SDK try only). */
+  const behaviours: [string, (i: number) => FaultAction, boolean][] = [
+    ['429 with retry-after-ms: 1 on every attempt', () => err(429, 'rate_limit_exceeded', { 'retry-after-ms': '1' }), false],
+    ['429 with no reset on every attempt', () => err(429, 'rate_limit_exceeded'), false],
+    ['500 on every attempt', () => err(500, null), true],
+    ['500 with x-should-retry: true on every attempt', () => err(500, null, { 'x-should-retry': 'true' }), true],
+    ['alternating 429 and 500', (i) => (i % 2 === 0 ? err(429, 'rate_limit_exceeded', { 'retry-after-ms': '1' }) : err(500, null)), false],
+    ['a reset after the POST was read', () => act.resetAfterRequest(), true],
+    ['no head within the headers timeout', () => act.stallBeforeHeaders(), true],
+    ['429 insufficient_quota', () => err(429, 'insufficient_quota'), true],
+    ['403 nobody can explain, with x-should-retry: true', () => err(403, null, { 'x-should-retry': 'true' }), false],
+    ['409 (the SDK retries it itself)', () => err(409, null), false],
+    ['a 200 head, then the body cut (Content-Length short)', () => act.clMismatch('close'), false],
+  ];
+  for (const [name, answer, stops] of behaviours) {
+    it(`${name}: at most (sdk retries + 1) x (N + maxRetries) upstream attempts per create()${stops ? ', and one SDK try' : ''}`, async () => {
+      const up = await startFaultUpstream((_r, i) => answer(i));
+      closers.push(() => up.close());
+      const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS.slice(0, N), retry: RETRY, cooldown: { backoffBaseMs: 5, backoffMaxMs: 20 } });
+      closers.push(() => proxy.close());
+      const client = new OpenAI({ apiKey: 'sk-agent-placeholder', baseURL: `${proxy.url}/v1`, timeout: 5_000 });
+      expect(client.maxRetries).toBe(2);
+      await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+      expect(up.requests.length, 'upstream attempts').toBeLessThanOrEqual(bound);
+      const tries = new Set(up.requests.map((r) => r.headers['x-stainless-retry-count']));
+      if (stops) expect([...tries], 'SDK tries that reached the upstream').toEqual(['0']);
+      await waitFor(() => JSON.stringify(atRest(proxy)) === JSON.stringify(REST(N)), 2_000).catch(() => undefined);
+      expect(atRest(proxy)).toEqual(REST(N));
+    });
+  }
+});
