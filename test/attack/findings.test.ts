@@ -399,3 +399,24 @@ describe('client leaves', () => {
     expect(h.up.requests.length, 'requests sent for a client that had left').toBe(0);
   });
 });
+
+describe('stream ends: the error event', () => {
+  it("attack: an upstream's own SSE error event followed by a cut: the client gets two error events", async () => {
+    // sse.ts knows where events end but not what they say: after the upstream's own `data: {"error":...}`
+    // a cut adds keypool_stream_interrupted, so the stream carries two final errors (a client that logs or
+    // counts error events sees the failure twice; the second one blames the wrong party).
+    const HEAD = 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n';
+    const up = await startRawUpstream((req) => {
+      req.socket.write(HEAD);
+      writeChunk(req.socket, 'data: {"n":1}\n\n');
+      writeChunk(req.socket, 'data: {"error":{"message":"overloaded","type":"server_error","param":null,"code":null}}\n\n');
+      setTimeout(() => req.socket.resetAndDestroy(), 50);
+    });
+    closers.push(() => up.close());
+    const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS.slice(0, 1) });
+    closers.push(() => proxy.close());
+    const res = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat('m', ',"stream":true') });
+    const errors = (await res.body.text()).split('\n\n').filter((e) => e.includes('"error"'));
+    expect(errors, 'final error events').toHaveLength(1);
+  });
+});

@@ -395,3 +395,68 @@ describe('retry amplification: the openai SDK at its default maxRetries', () => 
     });
   }
 });
+
+describe('stream ends', () => {
+  const sse = (text: string) => text.split('\n\n').filter((b) => b.trim() !== '');
+  async function streamProxy(handle: Parameters<typeof startRawUpstream>[0], retry: Record<string, number> = {}) {
+    const up = await startRawUpstream(handle);
+    closers.push(() => up.close());
+    const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS.slice(0, 1), retry: { idleTimeoutMs: 5_000, ...retry } });
+    closers.push(() => proxy.close());
+    return { up, proxy };
+  }
+  const HEAD = 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n';
+  const chunk = (s: string) => `${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n`;
+
+  it('a cut in the middle of an event: the client gets the whole events before it, no half event, then exactly one error event', async () => {
+    const { proxy } = await streamProxy((req) => {
+      req.socket.write(HEAD + chunk('data: {"n":1}\n\n') + chunk('data: {"n":2,"half":"'));
+      setTimeout(() => req.socket.resetAndDestroy(), 50);
+    });
+    const res = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat('m', ',"stream":true') });
+    const events = sse(await res.body.text());
+    expect(events[0]).toBe('data: {"n":1}');
+    expect(events).toHaveLength(2);
+    expect(events[1]).toContain('keypool_stream_interrupted');
+    expect(events.join('\n')).not.toContain('half');
+  });
+
+  it("an upstream's own SSE error event, then a clean end: delivered as it is, nothing added", async () => {
+    const { proxy } = await streamProxy((req) => {
+      req.socket.write(HEAD + chunk('data: {"n":1}\n\n') + chunk('data: {"error":{"message":"overloaded","type":"server_error","code":null}}\n\n') + '0\r\n\r\n');
+    });
+    const res = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat('m', ',"stream":true') });
+    const events = sse(await res.body.text());
+    expect(events).toEqual(['data: {"n":1}', 'data: {"error":{"message":"overloaded","type":"server_error","code":null}}']);
+  });
+
+  it('a chunked JSON body the upstream cuts: the client connection is destroyed (the client can tell), not ended cleanly', async () => {
+    const { proxy } = await streamProxy((req) => {
+      req.socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n' + chunk('{"id":"x","choices":['));
+      setTimeout(() => req.socket.resetAndDestroy(), 50);
+    });
+    const res = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat() });
+    await expect(res.body.text()).rejects.toThrow();
+  });
+
+  it('a client that reads slowly for longer than retry.idleTimeoutMs is not cut: backpressure is not upstream silence', async () => {
+    // 16 MiB of events sent at once (more than the socket buffers hold); the client reads nothing for 3x the idle timeout, then everything.
+    const big = `data: {"pad":"${'x'.repeat(64 * 1024)}"}\n\n`;
+    const { proxy } = await streamProxy(
+      (req) => {
+        let out = HEAD;
+        for (let i = 0; i < 256; i++) out += chunk(big);
+        req.socket.write(out + chunk('data: [DONE]\n\n') + '0\r\n\r\n');
+      },
+      { idleTimeoutMs: 200 },
+    );
+    const res = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat('m', ',"stream":true'), highWaterMark: 1024 });
+    const it = res.body[Symbol.asyncIterator]();
+    const first = await it.next();
+    await new Promise((r) => setTimeout(r, 600));
+    let text = String(first.value);
+    for (let n = await it.next(); !n.done; n = await it.next()) text += String(n.value);
+    expect(text.endsWith('data: [DONE]\n\n'), text.slice(-200)).toBe(true);
+    expect(text).not.toContain('keypool_stream_interrupted');
+  });
+});
