@@ -4,7 +4,7 @@
 // (Attacks that the code withstood are in holds.test.ts.)
 import { gunzipSync, constants as zlibConstants, createGzip } from 'node:zlib';
 import { connect } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Agent, request } from 'undici';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { act, startFaultUpstream, type FaultAction } from '../helpers/fault-upst
 import { serve } from '../helpers/serve.js';
 import { MemoryHub } from '../../src/state/memory-store.js';
 import type { StateStore } from '../../src/state/store.js';
+import { EventAligner } from '../../src/proxy/sse.js';
 import { chat, errorCode, harness, KEYS, settleHarnesses } from '../helpers/fault-harness.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
@@ -418,5 +419,70 @@ describe('stream ends: the error event', () => {
     const res = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat('m', ',"stream":true') });
     const errors = (await res.body.text()).split('\n\n').filter((e) => e.includes('"error"'));
     expect(errors, 'final error events').toHaveLength(1);
+  });
+});
+
+describe('event-loop work', () => {
+  it('attack: one large SSE event (an image partial, a long tool call) arriving in socket-sized chunks costs the aligner quadratic work', () => {
+    // EventAligner.push concatenates everything it holds with each new chunk and scans it all again for a
+    // blank line: an event of S bytes in chunks of c costs ~S^2/c. Measured on this machine (dist build):
+    // a 1 MiB event in 16 KiB chunks blocked the event loop ~200 ms, in 4 KiB chunks ~400 ms, a 900 KiB
+    // event in 1 KiB chunks ~1 s, for every client of the process. (OpenAI's image streaming sends
+    // partial_image events of 1-2 MB of base64.) Counted here as bytes copied, not time.
+    const size = 1024 * 1024;
+    const chunk = 16 * 1024;
+    const event = Buffer.from(`data: ${'x'.repeat(size - 8)}\n\n`);
+    let copied = 0;
+    const concat = Buffer.concat.bind(Buffer);
+    const spy = vi.spyOn(Buffer, 'concat').mockImplementation((list: readonly Uint8Array[], total?: number) => {
+      const out = concat(list, total);
+      copied += out.length;
+      return out;
+    });
+    try {
+      const a = new EventAligner();
+      let out = 0;
+      for (let i = 0; i < event.length; i += chunk) out += a.push(event.subarray(i, i + chunk)).length;
+      expect(out).toBe(event.length);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(copied / event.length, 'bytes copied per byte of the event').toBeLessThanOrEqual(4);
+  });
+});
+
+describe('hostile requests: what reaches the upstream', () => {
+  it('attack: X-HTTP-Method-Override: TRACE (and its kin) are forwarded with the pool key: the method rule is bypassed at any upstream or framework that honours them', async () => {
+    // request-target.ts forwards seven methods and answers 405 to TRACE, so an echoing upstream cannot hand
+    // the key back. Google's front ends, Rails/Express method-override and many gateways take the method
+    // from these headers on a POST: the same TRACE, with the pool key, one header away.
+    const h = await harness(() => OK);
+    for (const name of ['x-http-method-override', 'x-http-method', 'x-method-override']) {
+      const res = await request(`${h.proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', [name]: 'TRACE' }, body: chat() });
+      await res.body.dump();
+    }
+    const forwarded = h.up.requests.flatMap((r) => Object.keys(r.headers).filter((n) => /method/.test(n)));
+    expect(forwarded, 'method-override headers that reached the upstream').toEqual([]);
+  });
+
+  it('attack: a chunked body over server.bodyLimitBytes is read to its end before the 413: a client can hold the connection by never ending it', async () => {
+    // readBody stops keeping chunks past the limit but keeps reading until the body ends; a chunked upload
+    // that never ends holds its connection (and keypool's attention) until node's requestTimeout (300 s).
+    const h = await harness(() => OK, { server: { bodyLimitBytes: 1024 } });
+    const sock = connect(Number(new URL(h.proxy.url).port), '127.0.0.1');
+    closers.push(async () => void sock.destroy());
+    let answer = '';
+    sock.on('data', (d: Buffer) => (answer += d.toString()));
+    sock.on('error', () => {});
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    sock.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n');
+    sock.write(`800\r\n${'a'.repeat(0x800)}\r\n`);
+    const refused = await waitFor(() => answer.includes('413'), 2_000).then(
+      () => true,
+      () => false,
+    );
+    sock.destroy();
+    expect(h.up.requests).toHaveLength(0);
+    expect(refused, '413 once the body is past the limit').toBe(true);
   });
 });
