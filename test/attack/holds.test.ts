@@ -460,3 +460,53 @@ describe('stream ends', () => {
     expect(text).not.toContain('keypool_stream_interrupted');
   });
 });
+
+describe('hostile requests: framing tricks from the client side', () => {
+  /** Writes raw bytes to keypool, returns what it answered before closing (or within 1 s). */
+  async function raw(url: string, bytes: string): Promise<string> {
+    const { connect } = await import('node:net');
+    const sock = connect(Number(new URL(url).port), '127.0.0.1');
+    let answer = '';
+    sock.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    sock.on('error', () => {});
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    sock.write(bytes, 'latin1');
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, 1_000);
+      sock.once('close', () => {
+        clearTimeout(t);
+        r();
+      });
+    });
+    sock.destroy();
+    return answer;
+  }
+  const P = 'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n';
+  const B = chat();
+  const cases: [string, string][] = [
+    ['Content-Length and Transfer-Encoding: chunked together', `${P}content-length: ${B.length}\r\ntransfer-encoding: chunked\r\n\r\n${B.length.toString(16)}\r\n${B}\r\n0\r\n\r\n`],
+    ['two different Content-Length values', `${P}content-length: ${B.length}\r\ncontent-length: 3\r\n\r\n${B}`],
+    ['a folded header line (obs-fold)', `${P}x-a: 1\r\n folded\r\ncontent-length: ${B.length}\r\n\r\n${B}`],
+    ['a chunk size that is not hex', `${P}transfer-encoding: chunked\r\n\r\nzz\r\n${B}\r\n0\r\n\r\n`],
+    ['Transfer-Encoding whose last coding is not chunked', `${P}transfer-encoding: chunked, gzip\r\n\r\n${B}`],
+    ['a space before the colon of a header name', `${P}content-length : ${B.length}\r\n\r\n${B}`],
+    ['a NUL in the target', `POST /v1/chat/completions\u0000/../admin HTTP/1.1\r\nhost: x\r\ncontent-length: ${B.length}\r\n\r\n${B}`],
+    ['TRACE pipelined behind a harmless request', `GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nTRACE /v1/models HTTP/1.1\r\nhost: x\r\n\r\n`],
+    ['a smuggled TRACE in the body of a Content-Length: 0 request', `${P}content-length: 0\r\n\r\nTRACE /v1/models HTTP/1.1\r\nhost: x\r\n\r\n`],
+  ];
+  for (const [name, bytes] of cases) {
+    it(`${name}: a 4xx, nothing (or only the harmless part) reaches the upstream, the next request is served`, async () => {
+      const up = await startFaultUpstream(() => OK);
+      closers.push(() => up.close());
+      const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS });
+      closers.push(() => proxy.close());
+      const answer = await raw(proxy.url, bytes);
+      expect(answer, 'a 4xx answer').toMatch(/HTTP\/1\.1 4\d\d/);
+      expect(up.requests.filter((r) => r.method !== 'POST' || r.headers['content-length'] !== '0').map((r) => `${r.method} ${r.path}`)).toEqual([]);
+      for (const k of KEYS) expect(answer.includes(k)).toBe(false);
+      const next = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat() });
+      await next.body.dump();
+      expect(next.statusCode).toBe(200);
+    });
+  }
+});
