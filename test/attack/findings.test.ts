@@ -486,3 +486,24 @@ describe('hostile requests: what reaches the upstream', () => {
     expect(refused, '413 once the body is past the limit').toBe(true);
   });
 });
+
+describe('Retry-After given to clients', () => {
+  it('attack: a full room answers a small request 429 keypool_queue_full with retry-after-ms: 1 while a free key has room for it', async () => {
+    // The room is full (queue.maxSize 1) with a large request of the model waiting for its token bucket;
+    // a small request of that model may not overtake it, so it is refused, and queueFull() computes the
+    // wait from nextAvailableAt for the small demand, which the key can take now: retry-after-ms: 1. The
+    // openai SDK comes straight back (three 429s in a few ms); the contract: never a 1 ms placeholder.
+    const tokens = { 'x-ratelimit-limit-tokens': '10000', 'x-ratelimit-remaining-tokens': '1000', 'x-ratelimit-reset-tokens': '30s' };
+    const h = await harness(() => act.json(200, { id: 'ok', choices: [] }, tokens), { keys: KEYS.slice(0, 1), queue: { maxSize: 1 }, retry: { maxWaitMs: 60_000 } });
+    expect((await h.call({ body: chat('gpt-4o', ',"max_tokens":10') })).status).toBe(200);
+    const ctl = new AbortController();
+    const big = request(`${h.proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat('gpt-4o', ',"max_tokens":5000'), signal: ctl.signal }).catch(() => undefined);
+    await waitFor(() => h.proxy.room.size === 1, 3_000);
+    const small = await h.call({ body: chat('gpt-4o', ',"max_tokens":10') });
+    ctl.abort();
+    await big;
+    expect(small.status).toBe(429);
+    expect(errorCode(small)).toBe('keypool_queue_full');
+    expect(Number(small.headers['retry-after-ms']), 'retry-after-ms of a full room').toBeGreaterThan(1_000);
+  });
+});
