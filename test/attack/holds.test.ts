@@ -510,3 +510,61 @@ describe('hostile requests: framing tricks from the client side', () => {
     });
   }
 });
+
+describe('double billing: a POST the upstream has whole is never sent again by keypool (outside the contract)', () => {
+  async function setup(script: Parameters<typeof startFaultUpstream>[0], retry: Record<string, number> = {}) {
+    const up = await startFaultUpstream(script);
+    closers.push(() => up.close());
+    const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS, retry: { maxRetries: 2, backoffBaseMs: 1, backoffMaxMs: 2, ...retry } });
+    closers.push(() => proxy.close());
+    const post = async () => {
+      const res = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat() });
+      return { status: res.statusCode, headers: res.headers, text: await res.body.text().catch(() => '') };
+    };
+    return { up, proxy, post };
+  }
+
+  it('103 Early Hints, then the answer: delivered, one copy', async () => {
+    const { up, post } = await setup(() => act.raw('HTTP/1.1 103 Early Hints\r\nlink: </x>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}', 'keep'));
+    const r = await post();
+    expect(r.status).toBe(200);
+    expect(up.copies).toBe(1);
+  });
+
+  it('an unsolicited 100 Continue after the whole POST: not sent again (undici calls it a bad response)', async () => {
+    const { up, post } = await setup(() => act.raw('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}', 'keep'));
+    const r = await post();
+    expect([200, 502]).toContain(r.status);
+    expect(up.copies).toBe(1);
+  });
+
+  it('a 500 with x-should-retry: true, then a reset after the POST was read: the reset is not replayed', async () => {
+    const { up, post } = await setup((_r, i) => (i === 0 ? act.json(500, { error: { message: 'x', type: 'server_error', param: null, code: null } }, { 'x-should-retry': 'true' }) : act.resetAfterRequest()));
+    const r = await post();
+    expect(r.status).toBe(502);
+    expect(up.copies).toBe(2);
+  });
+
+  it('heads arriving around the headers timeout (swept 60-140 ms against 100 ms): an answer once chosen is the only copy', async () => {
+    for (let delay = 60; delay <= 140; delay += 10) {
+      let n = 0;
+      const up = await startRawUpstream((req) => {
+        const attempt = n++;
+        if (attempt === 0) setTimeout(() => !req.socket.destroyed && writeJson(req.socket, 200, { attempt }), delay);
+        else writeJson(req.socket, 200, { attempt });
+      });
+      const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS, retry: { maxRetries: 2, backoffBaseMs: 1, backoffMaxMs: 2, headersTimeoutMs: 100, streamHeadersTimeoutMs: 100 } });
+      try {
+        const res = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat() });
+        const attempt = (JSON.parse(await res.body.text()) as { attempt: number }).attempt;
+        expect(res.statusCode).toBe(200);
+        // The answer of attempt k means attempts 0..k went out and nothing after it.
+        await new Promise((r) => setTimeout(r, 20));
+        expect(up.requests.length, `delay ${delay} ms: answered by attempt ${attempt}`).toBe(attempt + 1);
+      } finally {
+        await proxy.close();
+        await up.close();
+      }
+    }
+  });
+});
