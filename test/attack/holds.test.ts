@@ -568,3 +568,72 @@ describe('double billing: a POST the upstream has whole is never sent again by k
     }
   });
 });
+
+describe('the request deadline at each stage', () => {
+  it('mid-stream: the SSE client gets one final keypool_stream_interrupted event; a JSON client a destroyed connection', async () => {
+    const up = await startFaultUpstream(() => act.afterBody((r) => (r.body.includes('"stream":true') ? act.stream(EVENTS, { stallAfter: 1 }) : act.clMismatch('stall'))));
+    closers.push(() => up.close());
+    const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS, retry: { timeoutMs: 300, idleTimeoutMs: 10_000 } });
+    closers.push(() => proxy.close());
+    const s = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat('m', ',"stream":true') });
+    const events = (await s.body.text()).split('\n\n').filter((e) => e !== '');
+    expect(events).toHaveLength(2);
+    expect(events[1]).toContain('keypool_stream_interrupted');
+    expect(events[1]).toContain('deadline');
+    const j = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat() });
+    await expect(j.body.text()).rejects.toThrow();
+    await waitFor(() => up.requests.every((r) => r.socketClosed), 2_000).catch(() => undefined);
+    expect(up.requests.map((r) => r.socketClosed)).toEqual([true, true]);
+    expect(atRest(proxy)).toEqual(REST(KEYS.length));
+  });
+
+  it('with the upstream holding the POST (sent, no head): 504 keypool_upstream_timeout, x-should-retry: false, one copy', async () => {
+    const up = await startFaultUpstream(() => act.stallBeforeHeaders());
+    closers.push(() => up.close());
+    const proxy = await startProxy({ upstreamUrl: up.url, keys: KEYS, retry: { timeoutMs: 300, headersTimeoutMs: 0 } });
+    closers.push(() => proxy.close());
+    const res = await request(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat() });
+    const text = await res.body.text();
+    expect(res.statusCode).toBe(504);
+    expect(text).toContain('keypool_upstream_timeout');
+    expect(res.headers['x-should-retry']).toBe('false');
+    expect(up.copies).toBe(1);
+  });
+});
+
+describe('secrets: client tokens and pool keys in logs, headers and error bodies', () => {
+  const TOKEN = 'kp-client-token-logcheck-0123456789';
+  it('every refusal and failure path: neither the client token nor a pool key is logged, echoed or forwarded (x-goog-api-key aside, see findings)', async () => {
+    const up = await startFaultUpstream((r) =>
+      r.path.includes('echo401')
+        ? act.json(401, { error: { message: `Incorrect API key provided: ${r.key}; you sent ${r.headers['x-client-said'] ?? ''}`, type: 'invalid_request_error', param: null, code: 'invalid_api_key' } })
+        : r.path.includes('boom')
+          ? act.json(500, { error: { message: `failed for ${r.key}`, type: 'server_error', param: null, code: null } })
+          : OK,
+    );
+    closers.push(() => up.close());
+    const proxy = await startProxy({
+      upstreamUrl: up.url,
+      keys: KEYS,
+      retry: { maxRetries: 1, backoffBaseMs: 1, backoffMaxMs: 2 },
+      clients: [{ name: 'agent', token: TOKEN, models: ['gpt-*'], maxConcurrent: 50 }],
+    });
+    closers.push(() => proxy.close());
+    const seen: string[] = [];
+    const send = async (path: string, headers: Record<string, string>, body = chat()) => {
+      const res = await request(`${proxy.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+      seen.push(JSON.stringify(res.headers), await res.body.text());
+    };
+    await send('/v1/chat/completions', { authorization: `Bearer ${TOKEN}x` });
+    await send('/v1/chat/completions', { authorization: `Bearer ${TOKEN}` }, chat('claude-3'));
+    await send('/v1/chat/completions', { 'x-api-key': TOKEN, 'api-key': TOKEN });
+    await send(`/v1/chat/completions?token=${TOKEN}`, { authorization: `Bearer ${TOKEN}` });
+    await send('/v1/boom', { authorization: `Bearer ${TOKEN}`, 'x-request-id': 'req-1' });
+    await send('/v1/echo401', { authorization: `Bearer ${TOKEN}` });
+    const shown = [...seen, ...proxy.logs].join('\n');
+    expect(shown.includes(TOKEN), 'client token shown or logged').toBe(false);
+    for (const k of KEYS) expect(shown.includes(k), `pool key ${k.slice(0, 12)}… shown or logged`).toBe(false);
+    const forwarded = JSON.stringify(up.requests.map((r) => r.headers));
+    expect(forwarded.includes(TOKEN), 'client token forwarded in a header').toBe(false);
+  });
+});
