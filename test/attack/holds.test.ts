@@ -15,6 +15,8 @@ import { DEFAULT_KEY_OPTIONS, Key } from '../../src/keys/key.js';
 import { KeyPool } from '../../src/keys/pool.js';
 import { decide, type Penalty, type PolicySettings } from '../../src/proxy/retry-policy.js';
 import { giveUp } from '../../src/proxy/give-up.js';
+import { MemoryHub } from '../../src/state/memory-store.js';
+import type { StateStore } from '../../src/state/store.js';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -76,9 +78,9 @@ describe('leases: every interleaving ends every lease once', () => {
     { minLength: 3, maxLength: 10 },
   );
 
-  it('random upstream faults x random client departures: in-flight 0, room empty, no probe held, no request left active', async () => {
+  it('random upstream faults x random client departures x a shutdown cut x the deadline, at random moments: in-flight 0, room empty, no probe held, no request left active', async () => {
     await fc.assert(
-      fc.asyncProperty(plan, async (requests) => {
+      fc.asyncProperty(plan, fc.option(fc.integer({ min: 0, max: 200 }), { nil: undefined }), fc.constantFrom(3_000, 200, 90), async (requests, cutAfterMs, timeoutMs) => {
         const tries = new Map<number, number>();
         const up: FaultUpstream = await startFaultUpstream(() =>
           act.afterBody((r) => {
@@ -92,10 +94,12 @@ describe('leases: every interleaving ends every lease once', () => {
         const proxy = await startProxy({
           upstreamUrl: up.url,
           keys: KEYS,
-          retry: { maxRetries: 2, backoffBaseMs: 1, backoffMaxMs: 4, headersTimeoutMs: 120, streamHeadersTimeoutMs: 120, idleTimeoutMs: 120, maxWaitMs: 250, timeoutMs: 3_000 },
+          retry: { maxRetries: 2, backoffBaseMs: 1, backoffMaxMs: 4, headersTimeoutMs: 120, streamHeadersTimeoutMs: 120, idleTimeoutMs: 120, maxWaitMs: 250, timeoutMs },
           cooldown: { probeAfterMs: 40, backoffBaseMs: 20, backoffMaxMs: 60 },
         });
         const agent = new Agent();
+        // Shutdown's cut (after the grace period), at a random moment of the run.
+        const cut = cutAfterMs === undefined ? undefined : setTimeout(() => proxy.app.proxy.cutAll('is shutting down'), cutAfterMs);
         try {
           await Promise.all(
             requests.map(async (q, tag) => {
@@ -122,12 +126,92 @@ describe('leases: every interleaving ends every lease once', () => {
           expect(atRest(proxy)).toEqual(REST(KEYS.length));
           expect(up.scriptErrors).toEqual([]);
         } finally {
+          clearTimeout(cut);
           await agent.destroy();
           await up.close();
           await proxy.close();
         }
       }),
-      { numRuns: 25, seed: 20261201 },
+      { numRuns: 40, seed: 20261201 },
+    );
+  }, 120_000);
+});
+
+describe('leases with a shared store: every interleaving frees every shared slot', () => {
+  it('a store that answers late (0-8 ms), keys with maxConcurrent: after random faults, departures and cuts, no slot is held in the store or the pool', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            answer: fc.constantFrom<FaultAction>(OK, act.stream(EVENTS), act.json(429, RATE_LIMITED, { 'retry-after-ms': '30' }), act.json(500, { error: { message: 'x', type: 'server_error', param: null, code: null } }), act.resetAfterRequest(), act.stallBeforeHeaders(), act.stream(EVENTS, { truncateAfter: 1 })),
+            leaveAfterMs: fc.option(fc.integer({ min: 0, max: 100 }), { nil: undefined }),
+            startAfterMs: fc.integer({ min: 0, max: 40 }),
+          }),
+          { minLength: 3, maxLength: 12 },
+        ),
+        fc.array(fc.integer({ min: 0, max: 8 }), { minLength: 1, maxLength: 8 }),
+        fc.option(fc.integer({ min: 0, max: 150 }), { nil: undefined }),
+        async (requests, delays, cutAfterMs) => {
+          const hub = new MemoryHub();
+          const base = hub.client();
+          let t = 0;
+          const store: StateStore = {
+            ...base,
+            take(req) {
+              const taken = base.take(req);
+              const d = delays[t++ % delays.length]!;
+              return { answer: taken.answer.then((r) => new Promise((res) => setTimeout(() => res(r), d))), release: (o) => taken.release(o) };
+            },
+          };
+          const up = await startFaultUpstream(() =>
+            act.afterBody((r) => {
+              const tag = Number((JSON.parse(r.body.toString()) as { tag: number }).tag);
+              return requests[tag]?.answer ?? OK;
+            }),
+          );
+          const proxy = await startProxy({
+            upstreamUrl: up.url,
+            keys: KEYS.map((key) => ({ key, maxConcurrent: 3 })),
+            store,
+            retry: { maxRetries: 2, backoffBaseMs: 1, backoffMaxMs: 4, headersTimeoutMs: 100, streamHeadersTimeoutMs: 100, idleTimeoutMs: 100, maxWaitMs: 200, timeoutMs: 2_000 },
+          });
+          const agent = new Agent();
+          const cut = cutAfterMs === undefined ? undefined : setTimeout(() => proxy.app.proxy.cutAll('is shutting down'), cutAfterMs);
+          try {
+            await Promise.all(
+              requests.map(async (q, tag) => {
+                await new Promise((r) => setTimeout(r, q.startAfterMs));
+                const ctl = new AbortController();
+                const leave = q.leaveAfterMs === undefined ? undefined : setTimeout(() => ctl.abort(), q.leaveAfterMs);
+                try {
+                  const res = await request(`${proxy.url}/v1/chat/completions`, { dispatcher: agent, method: 'POST', headers: { 'content-type': 'application/json' }, body: chat('m', `,"tag":${tag}`), signal: ctl.signal });
+                  await res.body.text();
+                } catch {
+                  // left or cut
+                } finally {
+                  clearTimeout(leave);
+                }
+              }),
+            );
+            await waitFor(() => JSON.stringify(atRest(proxy)) === JSON.stringify(REST(KEYS.length)), 3_000).catch(() => undefined);
+            expect(atRest(proxy)).toEqual(REST(KEYS.length));
+            // What the store counts in flight for each key: only the probe take itself.
+            const probe = hub.client();
+            for (const s of proxy.pool.states()) {
+              const taken = probe.take({ upstream: 'openai', fingerprint: s.key.fingerprint, model: 'm', tokens: 1, limits: { maxConcurrent: 100 }, now: Date.now(), countInflight: true });
+              const r = await taken.answer;
+              taken.release(undefined);
+              expect(r.ok === true ? r.inflight : r, `slots the store holds for ${s.key.name}`).toBe(1);
+            }
+          } finally {
+            clearTimeout(cut);
+            await agent.destroy();
+            await up.close();
+            await proxy.close();
+          }
+        },
+      ),
+      { numRuns: 30, seed: 20261202 },
     );
   }, 120_000);
 });
