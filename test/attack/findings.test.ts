@@ -5,7 +5,7 @@
 import { gunzipSync, constants as zlibConstants, createGzip } from 'node:zlib';
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,9 +15,9 @@ import { MemoryHub } from '../../src/state/memory-store.js';
 import type { StateStore } from '../../src/state/store.js';
 import { EventAligner } from '../../src/proxy/sse.js';
 import { chat, errorCode, harness, KEYS, settleHarnesses } from '../helpers/fault-harness.js';
-import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { startProxy } from '../helpers/proxy.js';
 import { waitFor } from '../helpers/wait.js';
-import { startRawUpstream, writeChunk, writeJson, type RawUpstream } from './raw-upstream.js';
+import { startRawUpstream, writeChunk, writeJson } from './raw-upstream.js';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -73,7 +73,7 @@ describe('wrong blame', () => {
     // key-state.ts folds models past MAX_SCOPES (512) into the key-wide scope ''. A client that sends 512
     // made-up model names (each answered 404 model_not_found, as OpenAI does) fills every key's scopes; the
     // next made-up name's 404 then cools scope '' for modelUnavailableMs (1 h): every model on every key.
-    const h = await harness((r) => act.afterBody((req) => (modelOf(req.body).startsWith('made-up-') ? modelMissing(modelOf(req.body)) : OK)), {
+    const h = await harness(() => act.afterBody((req) => (modelOf(req.body).startsWith('made-up-') ? modelMissing(modelOf(req.body)) : OK)), {
       keys: KEYS.slice(0, 2),
       retry: { maxWaitMs: 0 },
     });
@@ -108,7 +108,7 @@ describe('wrong blame', () => {
     // A chat request with a 5 MB inline image has its model unread (PARSE_LIMIT_BYTES): the answer's
     // x-ratelimit-* for gpt-4o go into scope '' and block gpt-4o-mini on that key until the reset.
     const spent = { 'x-ratelimit-limit-requests': '500', 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '30s' };
-    const h = await harness((r) => act.afterBody((req) => (req.bodyBytes > 4 * 1024 * 1024 ? act.json(200, { id: 'big', choices: [] }, spent) : OK)), {
+    const h = await harness(() => act.afterBody((req) => (req.bodyBytes > 4 * 1024 * 1024 ? act.json(200, { id: 'big', choices: [] }, spent) : OK)), {
       keys: KEYS.slice(0, 1),
       retry: { maxWaitMs: 0 },
     });

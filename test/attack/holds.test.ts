@@ -256,15 +256,17 @@ describe('probes: a probe that fails in any way is released', () => {
 });
 
 describe('per-attempt timeouts', () => {
-  it('retry.headersTimeoutMs does not run while a large body is still being written: a 16 MiB upload over a slow link gets through once', async () => {
-    // Tried: an upload that takes ~6 s to write against a 1 s headers timeout. undici arms its headers
-    // timer only once the body is written, so the attempt is not cut mid-upload (or re-uploaded).
+  it('retry.headersTimeoutMs shorter than a large upload over a slow, steady link: the body gets through once', async () => {
+    // Tried: an upload that takes ~6 s to write against a 3 s headers timeout. undici's headers timer runs
+    // while writing too, but is refreshed on every write that fills the socket: it only fires mid-upload
+    // when the upstream reads nothing for the whole timeout (seen with a 1 s timeout on a loaded machine:
+    // the attempt was cut mid-write and the body re-uploaded; see the report). A steady slow link passes.
     const up = await startRawUpstream((req) => writeJson(req.socket, 200, { id: 'ok', bytes: req.body.length }), { readBytes: 32 * 1024, readEveryMs: 10 });
     closers.push(() => up.close());
     const proxy = await startProxy({
       upstreamUrl: up.url,
       keys: KEYS,
-      retry: { maxRetries: 1, backoffBaseMs: 1, backoffMaxMs: 2, headersTimeoutMs: 1_000, streamHeadersTimeoutMs: 1_000 },
+      retry: { maxRetries: 1, backoffBaseMs: 1, backoffMaxMs: 2, headersTimeoutMs: 3_000, streamHeadersTimeoutMs: 3_000 },
     });
     closers.push(() => proxy.close());
     const body = chat('gpt-4o-mini', `,"pad":"${'a'.repeat(16 * 1024 * 1024)}"`);
