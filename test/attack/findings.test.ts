@@ -120,6 +120,47 @@ describe('wrong blame', () => {
   });
 });
 
+describe('wrong blame: answers about the request read as verdicts on the key', () => {
+  it("attack: OpenRouter's request-sized 402 (\"requires more credits, or fewer max_tokens\") from one large request cools every key for an hour", async () => {
+    // OpenRouter answers 402 when *this request's* max_tokens costs more than the key can afford; the same
+    // key serves smaller requests at once. keypool reads any 402 as out of credit: key-wide, outOfCreditMs
+    // (1 h), on each key in turn. One client asking for max_tokens 65536 takes the pool away from everyone.
+    const h = await harness(() =>
+      act.afterBody((r) => {
+        const max = Number((JSON.parse(r.body.toString()) as { max_tokens?: number }).max_tokens ?? 0);
+        return max > 10_000
+          ? act.json(402, { error: { message: `This request requires more credits, or fewer max_tokens. You requested up to ${max} tokens, but can only afford 3919. To increase, visit https://openrouter.ai/settings/credits and upgrade to a paid account`, code: 402, metadata: { provider_name: null } } })
+          : OK;
+      }),
+      { retry: { maxWaitMs: 0 } },
+    );
+    const big = await h.call({ body: chat('openai/gpt-4o', ',"max_tokens":65536') });
+    expect(big.status).toBe(402);
+    const small = await h.call({ body: chat('openai/gpt-4o', ',"max_tokens":100') });
+    expect(small.status, `a small request after the large one: ${small.text.slice(0, 160)}`).toBe(200);
+  });
+
+  it('attack: a remembered model refusal is replayed to later clients with the first answer\'s per-response headers (set-cookie, x-request-id, openai-organization)', async () => {
+    // pool.rememberAnswer keeps the upstream's end-to-end headers with the body and hands them to every
+    // request for the model for modelUnavailableMs: another client's cookie and request id, and the
+    // organisation of whichever key answered last.
+    let n = 0;
+    const h = await harness(() =>
+      act.json(
+        403,
+        { error: { message: 'Project `proj_1` does not have access to model `gpt-x`', type: 'invalid_request_error', param: null, code: 'model_not_found' } },
+        { 'set-cookie': `__cf_bm=cookie-of-request-${n}; path=/`, 'x-request-id': `req_${n++}`, 'openai-organization': 'org-secret-team' },
+      ),
+    );
+    const first = await h.call({ body: chat('gpt-x') });
+    expect(first.status).toBe(403);
+    const later = await h.call({ body: chat('gpt-x') });
+    expect(later.status).toBe(403);
+    expect(h.up.requests.length, 'the later one was answered from memory').toBe(3);
+    expect({ cookie: later.headers['set-cookie'], id: later.headers['x-request-id'], org: later.headers['openai-organization'] }).toEqual({ cookie: undefined, id: undefined, org: undefined });
+  });
+});
+
 describe('secrets', () => {
   const TOKEN = 'kp-client-token-agent-a-0123456789';
 
