@@ -18,6 +18,17 @@ export interface ShutdownDeps {
   readonly onReload?: () => void;
 }
 
+/** Longest wait for cut requests to write their answers before every connection is closed. */
+const CUT_FLUSH_MS = 1_000;
+
+/** Resolves when `done()` holds (checked every few ms), or after `ms` at the latest. */
+async function settle(done: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!done() && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+  // One more turn for the last bytes to reach the sockets.
+  await new Promise((r) => setImmediate(r));
+}
+
 /** How often connections that went idle during shutdown are closed. */
 const IDLE_SWEEP_MS = 50;
 
@@ -65,7 +76,9 @@ async function shutdown(d: ShutdownDeps, signal: string): Promise<void> {
   clearInterval(idle);
   if (first === 'grace') {
     cut = app.proxy.cutAll('is shutting down');
-    // Whatever is still open (a client reading slowly, an idle keep-alive) is closed now.
+    // The cut requests write their answers (503, a stream's last event) in the next ticks: let them leave
+    // before whatever is still open (a client reading slowly, an idle keep-alive) is closed.
+    await settle(() => app.proxy.inflight === 0, CUT_FLUSH_MS);
     app.server.closeAllConnections();
   }
   let code = 0;

@@ -38,13 +38,13 @@ export class ClientGate {
     });
   }
 
-  /** Checks the client's allow-lists and limits; on success the request counts until `release` is called. */
-  admit(c: Client, upstream: string, model: string, now: number): Admission {
-    const allowed = allows(c, upstream, model);
-    if (allowed !== 'ok') {
-      const what = allowed === 'upstream' ? `upstream ${upstream}` : `model ${model === '' ? '(none named)' : model}`;
-      return { ok: false, error: new KeypoolError('keypool_client_forbidden', `Client ${c.name} may not use ${what}.`, { headers: { 'x-should-retry': 'false' } }) };
-    }
+  /**
+   * Checks the client's upstream allow-list and its limits, before anything of the request is read (a
+   * client at its limit must not make keypool buffer bodies); on success the request counts until
+   * `release` is called.
+   */
+  admit(c: Client, upstream: string, now: number): Admission {
+    if (c.upstreams !== undefined && !c.upstreams.has(upstream)) return forbidden(c, `upstream ${upstream}`);
     const counts = this.#counts.get(c.name)!;
     if (c.maxConcurrent !== undefined && counts.inflight >= c.maxConcurrent) {
       return { ok: false, error: limited(c, `${c.maxConcurrent} requests in flight (clients[].maxConcurrent)`, 1_000) };
@@ -65,10 +65,19 @@ export class ClientGate {
     };
   }
 
+  /** The 403 for a model the client may not ask for, once the body said which; undefined when allowed. */
+  refuseModel(c: Client, upstream: string, model: string): KeypoolError | undefined {
+    return allows(c, upstream, model) === 'model' ? forbidden(c, `model ${model === '' ? '(none named)' : model}`).error : undefined;
+  }
+
   /** Requests in flight per client (admin view). */
   inflight(name: string): number {
     return this.#counts.get(name)?.inflight ?? 0;
   }
+}
+
+function forbidden(c: Client, what: string): { ok: false; error: KeypoolError } {
+  return { ok: false, error: new KeypoolError('keypool_client_forbidden', `Client ${c.name} may not use ${what}.`, { headers: { 'x-should-retry': 'false' } }) };
 }
 
 function limited(c: Client, what: string, waitMs: number): KeypoolError {

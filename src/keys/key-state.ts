@@ -122,15 +122,49 @@ export function newScope(): Scope {
 }
 
 /**
- * Models tracked per key (or group). Model names come from clients: past this many, further models
- * share the key-wide scope '' instead of growing memory without bound (stricter, never looser).
+ * Models tracked per key (or group). Model names come from clients: past this many, a scope that holds
+ * nothing (no cooldown, hold, probe or live bucket) makes room for the new one; only when all of them
+ * are live does a further model share the key-wide scope '' (stricter, never looser). A model refusal
+ * is never put there: it would bar the key from every model (see `scopeFor`).
  */
 export const MAX_SCOPES = 512;
 
-export function scopeOf(scopes: Map<string, Scope>, model: string): Scope {
+/** Whether a scope holds nothing worth keeping at `now`: it can be forgotten to make room. */
+function idle(sc: Scope, now: number): boolean {
+  return (
+    sc.cooldownUntil <= now &&
+    sc.heldUntil <= now &&
+    !sc.probePending &&
+    sc.probeUntil <= now &&
+    (sc.requests === undefined || sc.requests.resetAt <= now) &&
+    (sc.tokens === undefined || sc.tokens.resetAt <= now)
+  );
+}
+
+/** Forgets the oldest idle scope (not ''); whether there was one. */
+function evictIdle(scopes: Map<string, Scope>, now: number): boolean {
+  for (const [model, sc] of scopes) {
+    if (model !== '' && idle(sc, now)) {
+      scopes.delete(model);
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * The model's scope, created if need be (making room at `now` when full). Without `now` (or when every
+ * scope is live) a new model falls back to the key-wide scope.
+ */
+export function scopeOf(scopes: Map<string, Scope>, model: string, now = -Infinity): Scope {
+  return scopeFor(scopes, model, now) ?? scopeOf(scopes, '');
+}
+
+/** The model's own scope, created if need be; undefined when there is no room for it even after evicting idle ones. */
+export function scopeFor(scopes: Map<string, Scope>, model: string, now = -Infinity): Scope | undefined {
   let s = scopes.get(model);
   if (s === undefined) {
-    if (scopes.size >= MAX_SCOPES && model !== '') return scopeOf(scopes, '');
+    if (scopes.size >= MAX_SCOPES && model !== '' && !evictIdle(scopes, now)) return undefined;
     s = newScope();
     scopes.set(model, s);
   }
@@ -238,7 +272,7 @@ export function isTight(s: KeyState, d: Demand, now: number): boolean {
 export function countRequest(s: KeyState, d: Demand, now: number): Mark {
   countWindow(s.rpm, 1, now);
   countWindow(s.tpm, d.tokens, now);
-  const scope = scopeOf(s.scopes, d.model);
+  const scope = scopeOf(s.scopes, d.model, now);
   if (scope.requests) roll(scope.requests, scope.sent, now);
   if (scope.tokens) roll(scope.tokens, scope.sentTokens, now);
   scope.sent++;

@@ -5,6 +5,7 @@ import type { Key } from './key.js';
 import {
   blockedUntil,
   claimProbe,
+  scopeFor,
   countRequest,
   headroomOf,
   newKeyState,
@@ -276,7 +277,7 @@ export class KeyPool {
     const report = readReport(headers, now, this.#maxHeaderMs);
     let learnt = false;
     if (report !== undefined) {
-      const scope = scopeOf(lease.state.scopes, lease.demand.model);
+      const scope = scopeOf(lease.state.scopes, lease.demand.model, now);
       const first = scope.requests === undefined && scope.tokens === undefined;
       learnt = observeReport(scope, report, lease.mark);
       this.#admission?.observed(lease, report, first, now);
@@ -315,7 +316,7 @@ export class KeyPool {
     if (reason === 'rate_limited') {
       // Refining a cooldown set at the head from what the body says is the same 429: counted once.
       if (!refining) s.stats.rateLimited++;
-      scope = scopeOf(s.scopes, model);
+      scope = scopeOf(s.scopes, model, now);
       // Requests already in flight when the first 429 cooled the key come back 429 too; they are the same
       // event, not a longer streak (else one burst would push the backoff to its ceiling).
       if (scope.cooldownUntil <= now) scope.streak++;
@@ -323,7 +324,10 @@ export class KeyPool {
       extended = extend(scope, until, reason);
       if (group) extend(scopeOf(group, model), until, reason);
     } else if (reason === 'model_unavailable') {
-      scope = scopeOf(s.scopes, model);
+      // Never on the key-wide scope: a refusal of one model must not bar the key from every model.
+      const own = model === '' ? undefined : scopeFor(s.scopes, model, now);
+      if (own === undefined) return;
+      scope = own;
       extended = extend(scope, until, reason);
     } else {
       s.stats.outOfCredit++;

@@ -39,7 +39,8 @@ const REQUEST_PATTERNS: readonly RegExp[] = [/unsupported_country_region_territo
  * model-shaped refusal cannot be pinned to a model and concerns the request.
  */
 export function blameOf(status: number, bodyText: string, model: string): Blame {
-  if (status === 401) return 'key';
+  // A restricted key lacking one endpoint's scope: the key works elsewhere (OpenAI's missing_scope).
+  if (status === 401) return /missing_scope|insufficient permissions/i.test(bodyText.slice(0, BLAME_SCAN_CHARS)) ? 'unknown' : 'key';
   // Error bodies are short; a long one is not worth scanning further (bounded work per response).
   const body = bodyText.length > BLAME_SCAN_CHARS ? bodyText.slice(0, BLAME_SCAN_CHARS) : bodyText;
   if (REQUEST_PATTERNS.some((p) => p.test(body))) return 'request';

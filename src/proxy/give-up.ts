@@ -89,9 +89,12 @@ export function giveUp(deps: GiveUpDeps, demand: Demand, last: Failure | undefin
   );
 }
 
-/** The room is full: come back when a key frees, as far as anyone knows. */
+/**
+ * The room is full: come back when a key frees, as far as anyone knows, and not sooner than a waiter can
+ * be served (a key free for this demand may be spoken for by the waiters ahead of it).
+ */
 export function queueFull(deps: GiveUpDeps, demand: Demand): KeypoolError {
-  const wait = waitFor(deps.pool, demand, deps.clock.now());
+  const wait = waitFor(deps.pool, demand, deps.clock.now(), UNKNOWN_WAIT_MS);
   return new KeypoolError(
     'keypool_queue_full',
     `Every key of upstream ${deps.pool.upstream} is busy or cooling and the waiting room is full (queue.maxSize); retry in ${wait.seconds}s.`,
@@ -114,9 +117,9 @@ function error(e: KeypoolError): GiveUp {
 }
 
 /** When a key can really serve the demand: Retry-After (s), retry-after-ms, and x-should-retry: false when it is far off. */
-function waitFor(pool: KeyPool, demand: Demand, now: number): { seconds: number; headers: Readonly<Record<string, string>> } {
+function waitFor(pool: KeyPool, demand: Demand, now: number, atLeastMs = 0): { seconds: number; headers: Readonly<Record<string, string>> } {
   const next = pool.nextAvailableAt(demand, now);
-  const waitMs = next === undefined ? UNKNOWN_WAIT_MS : Number.isFinite(next) ? Math.max(0, next - now) : UNKNOWN_WAIT_MS;
+  const waitMs = Math.max(atLeastMs, next === undefined ? UNKNOWN_WAIT_MS : Number.isFinite(next) ? Math.max(0, next - now) : UNKNOWN_WAIT_MS);
   const ms = Math.max(1, Math.ceil(waitMs));
   const seconds = Math.max(1, Math.ceil(ms / 1000));
   const headers: Record<string, string> = { 'retry-after': String(seconds), 'retry-after-ms': String(ms) };

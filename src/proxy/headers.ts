@@ -31,6 +31,11 @@ const REQUEST_DROP = new Set([
   'expect',
   'openai-organization',
   'openai-project',
+  // A method named in a header (Rails, Express, Google front ends honour them) would get round the
+  // method rule: TRACE, one header away. The method keypool forwards is the request's own.
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
 ]);
 
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {

@@ -31,6 +31,14 @@ export function isCreditTooLow(body: string): boolean {
   return /credit balance is too low/i.test(head(body));
 }
 
+/**
+ * A 402 about this request's size, not the key's credit (OpenRouter: "This request requires more credits,
+ * or fewer max_tokens. You requested up to N tokens, but can only afford M").
+ */
+export function isRequestSizedCredit(body: string): boolean {
+  return /fewer max_tokens|can only afford/i.test(head(body));
+}
+
 /** The key itself is invalid though the status is 400 (Gemini). */
 export function isKeyInvalid(body: string): boolean {
   return /API_KEY_INVALID|API key not valid/i.test(head(body));

@@ -12,11 +12,11 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let over = false;
     const onData = (c: Buffer): void => {
       size += c.length;
-      if (size > limit) over = true;
-      if (!over) chunks.push(c);
+      // Past the limit nothing more is read: the answer (413) goes now, not when the body ends.
+      if (size > limit) finish('too_large');
+      else chunks.push(c);
     };
     const finish = (r: Buffer | undefined | 'too_large' | 'aborted'): void => {
       req.off('data', onData);
@@ -25,7 +25,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 
       req.off('close', onClose);
       resolve(r);
     };
-    const onEnd = (): void => finish(over ? 'too_large' : size === 0 ? undefined : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    const onEnd = (): void => finish(size === 0 ? undefined : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     const onFail = (): void => finish('aborted');
     const onClose = (): void => {
       if (!req.complete) finish('aborted');

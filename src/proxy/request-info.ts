@@ -12,7 +12,9 @@ export interface RequestInfo {
 }
 
 /** Bodies larger than this are not read: scheduling falls back to "any model". Also the scan's byte bound. */
-export const PARSE_LIMIT_BYTES = 4 * 1024 * 1024;
+// The scan is bounded work (top-level-json.ts: no recursion, long strings skipped natively), so a large
+// vision or file request still has its model read; only past this it is scheduled by path.
+export const PARSE_LIMIT_BYTES = 64 * 1024 * 1024;
 /** Longest model name tracked as its own rate-limit scope. */
 export const MAX_MODEL_CHARS = 256;
 /** A demand above this many tokens is counted as this many (no real limit comes near it). */

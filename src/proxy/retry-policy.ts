@@ -10,7 +10,7 @@ import type { CoolReason, DisableReason } from '../keys/key-state.js';
 import { header, type HeaderBag } from '../keys/rate-limit-headers.js';
 import type { FailPhase } from './attempt.js';
 import { blameOf } from './blame.js';
-import { isCreditTooLow, isDailyQuota, isKeyInvalid, retryDelayInBody, untilPacificMidnightMs } from './provider-signals.js';
+import { isCreditTooLow, isDailyQuota, isKeyInvalid, isRequestSizedCredit, retryDelayInBody, untilPacificMidnightMs } from './provider-signals.js';
 
 export interface PolicySettings extends CooldownSettings {
   /** Re-send a non-idempotent request after the upstream may have received all of it. */
@@ -37,6 +37,8 @@ export interface PolicyInput {
   readonly method: string;
   /** The request's model; '' when unknown. */
   readonly model: string;
+  /** The request streams: its head comes before any token is generated. */
+  readonly stream: boolean;
   readonly result: AttemptResult;
   readonly context: AttemptContext;
   readonly now: number;
@@ -107,8 +109,20 @@ export function decide(input: PolicyInput): Decision {
     return DELIVER;
   }
   if (shouldRetry === 'false') return DELIVER;
-  if (status === 402) return { kind: 'rotate', penalty: coolForCredit(input), cause: 'credit' };
-  if (status === 401) return { kind: 'rotate', penalty: disable(input, 'unauthorized'), cause: 'auth' };
+  if (status === 402) {
+    // OpenRouter answers 402 when *this request's* max_tokens costs more than the key can afford: the key
+    // serves smaller requests at once, so it is the request's answer, not a verdict on the key.
+    if (body === undefined) return { kind: 'read-body', provisional: NONE };
+    if (isRequestSizedCredit(body)) return DELIVER;
+    return { kind: 'rotate', penalty: coolForCredit(input), cause: 'credit' };
+  }
+  if (status === 401) {
+    if (body === undefined) return { kind: 'read-body', provisional: NONE };
+    // A restricted key without an endpoint's scope (OpenAI's `missing_scope`) still serves other
+    // endpoints: one more key's opinion, and no disable.
+    if (blameOf(401, body, input.model) === 'unknown') return { kind: 'rotate', penalty: NONE, cause: 'answer' };
+    return { kind: 'rotate', penalty: disable(input, 'unauthorized'), cause: 'auth' };
+  }
   if (status === 403 || (status === 404 && input.model !== '')) {
     if (body === undefined) return { kind: 'read-body', provisional: NONE };
     switch (blameOf(status, body, input.model)) {
@@ -134,9 +148,15 @@ export function decide(input: PolicyInput): Decision {
 function afterFailure(input: PolicyInput, r: Extract<AttemptResult, { kind: 'failed' }>): Decision {
   // Nothing reached the upstream whole: any method may go again.
   if (r.phase !== 'sent') return retryOrFail(input, 'network');
-  // No head within the headers timeout: the user's bound says the upstream is dead; the attempt was
-  // cancelled (its connection closed), and the request fails over, whatever its method.
-  if (r.timedOut) return retryOrFail(input, 'timeout');
+  // No head within the headers timeout: the user's bound says the upstream is dead, and the attempt was
+  // cancelled (its connection closed). A stream's head comes before its first token, so a stream with
+  // none has not generated anything: it fails over. A non-streaming POST may be generating right now
+  // (its head comes at the end): sending it again could bill it twice, so it does not (replayAfterSend
+  // says otherwise).
+  if (r.timedOut) {
+    if (input.stream || isIdempotent(input.method) || input.settings.replayAfterSend) return retryOrFail(input, 'timeout');
+    return { kind: 'fail', why: 'replay_refused', cause: 'timeout' };
+  }
   if (isIdempotent(input.method) || input.settings.replayAfterSend) return retryOrFail(input, 'network');
   return { kind: 'fail', why: 'replay_refused', cause: 'network' };
 }

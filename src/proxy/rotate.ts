@@ -66,6 +66,8 @@ export interface RotateRequest {
   readonly session?: string | undefined;
   /** Called each time the request starts waiting for a key (stream keep-alive hooks in here). */
   readonly onWait?: () => void;
+  /** The request streams (its head comes before its first token). */
+  readonly stream?: boolean;
   /** A stream on an upstream that may put errors in its first event: read that far (at most this long) before delivering. */
   readonly commitOnContentMs?: number | undefined;
 }
@@ -225,7 +227,13 @@ class AttemptLoop {
       for (let i = 0; i <= pool.size; i++) {
         const lease = pick();
         if (lease === undefined) return undefined;
-        if (await pool.confirm(lease, clock.now())) return lease;
+        const ok = await pool.confirm(lease, clock.now());
+        // The client may have left (or the deadline passed) while the store answered: nothing is sent for nobody.
+        if (ok && this.#req.signal.aborted) {
+          lease.abandon();
+          return undefined;
+        }
+        if (ok) return lease;
       }
       return undefined;
     })();
@@ -335,7 +343,9 @@ class AttemptLoop {
     const { pool, clock, random, retry, policy } = this.#deps;
     return decide({
       method: this.#req.method,
-      model: this.#req.demand.model,
+      // An endpoint scope ("path:...") names no model: a model-shaped refusal is then the request's.
+      model: this.#req.demand.model.startsWith('path:') ? '' : this.#req.demand.model,
+      stream: this.#req.stream === true,
       result: head.kind === 'failed' ? { kind: 'failed', phase: head.phase, timedOut: head.timedOut } : { kind: 'answered', status: head.status, headers: head.headers, body },
       context: Object.freeze({ attempts: this.#attempts, retriesLeft: retry.maxRetries - this.#retries }),
       now: clock.now(),
@@ -357,7 +367,17 @@ class AttemptLoop {
     if (head.kind === 'failed') {
       lease.end(undefined);
       const reason = describeNetworkError(head.error);
-      if (d.kind === 'fail' && d.why === 'replay_refused') return this.#stop(this.#outcome({ kind: 'error', error: replayRefused(this.#deps, this.#req.method, reason) }));
+      if (d.kind === 'fail' && d.why === 'replay_refused') {
+        const error = head.timedOut
+          ? new KeypoolError(
+              'keypool_upstream_timeout',
+              `Upstream ${this.#deps.pool.upstream} sent no response head within retry.headersTimeoutMs (${this.#deps.retry.headersTimeoutMs} ms); ` +
+                `a non-streaming ${this.#req.method} may still be running there, so it was not sent again (retry.replayAfterSend is off).`,
+              { headers: { 'x-should-retry': 'false' } },
+            )
+          : replayRefused(this.#deps, this.#req.method, reason);
+        return this.#stop(this.#outcome({ kind: 'error', error }));
+      }
       this.#last = head.timedOut ? { kind: 'timeout' } : { kind: 'network', reason };
       return d.kind === 'retry' ? { kind: 'again', charge: true } : this.#stop(this.#giveUp());
     }
@@ -366,7 +386,7 @@ class AttemptLoop {
       if (bodyText !== undefined) {
         // The body was read to decide: what is left to deliver is what was read.
         lease.end(head.status < 300 ? 'successes' : undefined);
-        return this.#stop(this.#outcome({ kind: 'answer', answer: answerOf(head, bodyText) }));
+        return this.#stop(this.#outcome({ kind: 'answer', answer: answerOf(head, bodyText, this.#deps.scrub) }));
       }
       // At the head, not the end of the stream: a good answer opens a probed key to everyone at once.
       lease.answered(head.status < 300);
@@ -384,9 +404,9 @@ class AttemptLoop {
           (this.#failedGroups ??= new Set()).add(state.key.options.group);
         }
         if (d.cause === 'answer') {
-          const answer = answerOf(head, bodyText);
+          const answer = answerOf(head, bodyText, this.#deps.scrub);
           this.#last = { kind: 'answer', answer };
-          if (d.penalty.kind === 'cool') pool.rememberAnswer(this.#req.demand.model, answer);
+          if (d.penalty.kind === 'cool') pool.rememberAnswer(this.#req.demand.model, rememberable(answer));
         } else {
           this.#last = { kind: d.cause === 'auth' ? 'auth' : 'limit', status: head.status, body: bodyText };
         }
@@ -453,7 +473,13 @@ class AttemptLoop {
     const signal = this.#req.signal;
     const why = signal.reason instanceof RequestAborted ? signal.reason.why : 'client_closed';
     if (why === 'shutdown') {
-      return this.#outcome({ kind: 'error', error: new KeypoolError('keypool_shutting_down', 'keypool is shutting down; retry on another replica or shortly.') });
+      // An attempt that went out may be running (and billed) upstream: the client must not send it again.
+      const headers = this.#attempts > 0 ? { 'x-should-retry': 'false' } : undefined;
+      const message =
+        this.#attempts > 0
+          ? 'keypool is shutting down; the upstream may have the request already, so it should not be sent again.'
+          : 'keypool is shutting down; retry on another replica or shortly.';
+      return this.#outcome({ kind: 'error', error: new KeypoolError('keypool_shutting_down', message, headers === undefined ? {} : { headers }) });
     }
     if (why === 'deadline') {
       const error = new KeypoolError('keypool_upstream_timeout', `No answer within the request deadline (${this.#deps.retry.timeoutMs} ms).`, {
@@ -482,10 +508,22 @@ function usageOf(p: Penalty): UsageCounter | undefined {
   return p.reason === 'rate_limited' ? 'rateLimited' : p.reason === 'out_of_credit' ? 'outOfCredit' : undefined;
 }
 
-/** An answer whose body was read (and decoded): its headers without the ones that described the raw bytes. */
-function answerOf(head: Extract<AttemptHead, { kind: 'head' }>, body: string): UpstreamAnswer {
+/**
+ * An answer whose body was read (and decoded): its headers without the ones that described the raw bytes,
+ * its text scrubbed of secrets (a gateway may quote the credential it refused).
+ */
+function answerOf(head: Extract<AttemptHead, { kind: 'head' }>, body: string, scrub: (t: string) => string): UpstreamAnswer {
   const headers = clientResponseHeaders(head.headers) as Record<string, string | string[]>;
   delete headers['content-length'];
   delete headers['content-encoding'];
-  return { status: head.status, headers, body };
+  return { status: head.status, headers, body: scrub(body) };
+}
+
+/**
+ * What is kept of an answer to give to other clients later: the status, the body, the content type.
+ * Per-response headers (set-cookie, request ids, the answering key's organisation) are that response's.
+ */
+function rememberable(a: UpstreamAnswer): UpstreamAnswer {
+  const ct = a.headers['content-type'];
+  return { status: a.status, headers: ct === undefined ? {} : { 'content-type': ct }, body: a.body };
 }

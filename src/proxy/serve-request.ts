@@ -12,6 +12,7 @@ import { Attempt, type BodyEnd } from './attempt.js';
 import { keypoolHeaders, sendError } from './client-response.js';
 import { clientResponseHeaders, headerValue, pathOnly, setKey, upstreamRequestHeaders, withDefaults, withoutQueryParams, withQueryKey } from './headers.js';
 import { pathHints } from './path-model.js';
+import { errorInStream } from './provider-signals.js';
 import { readBody } from './request-body.js';
 import { StreamKeepAlive } from './keep-alive.js';
 import { requestInfo } from './request-info.js';
@@ -28,6 +29,13 @@ const NO_TRAIL: readonly TrailStep[] = [];
 /** Status logged for a request whose client left before it was answered (nginx's convention). */
 const CLIENT_CLOSED = 499;
 const NO_FIELDS: readonly string[] = [];
+/** The scope of a request without a readable model: its first path segments after the prefix, e.g. "path:/v1/audio/transcriptions". */
+function endpointScope(path: string): string {
+  const q = path.indexOf('?');
+  const segments = (q === -1 ? path : path.slice(0, q)).split('/').filter((p) => p !== '').slice(0, 3);
+  return `path:/${segments.join('/')}`;
+}
+
 /** Query parameters that carry a client's credential somewhere (Google's `key`): dropped before forwarding. */
 const CREDENTIAL_PARAMS: ReadonlySet<string> = new Set(['key', 'api-key', 'api_key']);
 
@@ -115,21 +123,40 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
     const path = withoutQueryParams(target.path, CREDENTIAL_PARAMS);
 
     // With clients configured, nothing of a request without a known token is read or sent anywhere.
-    const known = gate?.identify(req.headers);
-    if (gate !== undefined && known === undefined) {
-      const error = gate.unauthorized();
+    /** Answers before (or instead of) reading the body, and closes the connection once it is sent. */
+    const refuseBeforeBody = (error: KeypoolError): void => {
       res.setHeader('connection', 'close');
+      // A body still coming (or never ending) is not waited for: the connection closes after the answer.
+      res.once('finish', () => req.socket.destroySoon());
       req.resume();
       sendError(res, error, 0, undefined, 0, upstream.format);
       log(error.status, undefined, { error: error.code });
+    };
+    const known = gate?.identify(req.headers);
+    if (gate !== undefined && known === undefined) {
+      refuseBeforeBody(gate.unauthorized());
       return;
     }
+    client = known?.name ?? headerValue(req.headers[queue.clientHeader]) ?? req.socket.remoteAddress ?? 'unknown';
+    // A client at its limit is refused before its body is read: nothing of it is buffered.
+    const admission = known === undefined || gate === undefined ? undefined : gate.admit(known, upstream.name, clock.now());
+    if (admission !== undefined && !admission.ok) {
+      refuseBeforeBody(admission.error);
+      return;
+    }
+    // Counted until the request is over, however it ends (the admin view's "in flight" too).
+    byClient.set(client, (byClient.get(client) ?? 0) + 1);
+    const counted = client;
+    admitted.release = () => {
+      admission?.release();
+      const n = (byClient.get(counted) ?? 1) - 1;
+      if (n > 0) byClient.set(counted, n);
+      else byClient.delete(counted);
+    };
+
     const read = await readBody(req, bodyLimit);
     if (read === 'too_large') {
-      const error = new KeypoolError('keypool_body_too_large', 'Request body is larger than server.bodyLimitBytes.');
-      res.setHeader('connection', 'close');
-      sendError(res, error, 0, undefined, 0, upstream.format);
-      log(error.status, undefined, { error: error.code });
+      refuseBeforeBody(new KeypoolError('keypool_body_too_large', 'Request body is larger than server.bodyLimitBytes.'));
       return;
     }
     if (read === 'aborted') {
@@ -141,29 +168,19 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
     const baseHeaders = withDefaults(upstreamRequestHeaders(req.headers), upstream.defaultHeaders);
     const info = requestInfo(body, headerValue(req.headers['content-type']), stickyFields);
     const hints = pathHints(upstream.provider, path);
-    const demand = hints.model === undefined ? info.demand : { model: hints.model, tokens: info.demand.tokens };
-    model = demand.model;
+    model = hints.model ?? info.demand.model;
+    // Rate limits and refusals are kept per model; a request whose model cannot be read (a multipart
+    // upload, a non-JSON body) is kept per endpoint instead, never key-wide: a whisper 429 must not
+    // block chat completions.
+    const demand = { model: model === '' ? endpointScope(path) : model, tokens: info.demand.tokens };
     stream = info.stream || hints.stream;
     const headersTimeoutMs = stream ? retry.streamHeadersTimeoutMs : retry.headersTimeoutMs;
-    client = known?.name ?? headerValue(req.headers[queue.clientHeader]) ?? req.socket.remoteAddress ?? 'unknown';
-    const admission = known === undefined || gate === undefined ? undefined : gate.admit(known, upstream.name, model, clock.now());
-    if (admission !== undefined && !admission.ok) {
-      sendError(res, admission.error, 0, undefined, 0, upstream.format);
-      log(admission.error.status, undefined, { error: admission.error.code });
+    const refusedModel = known === undefined ? undefined : gate?.refuseModel(known, upstream.name, model);
+    if (refusedModel !== undefined) {
+      sendError(res, refusedModel, 0, undefined, 0, upstream.format);
+      log(refusedModel.status, undefined, { error: refusedModel.code });
       return;
     }
-    if (admission !== undefined) admitted.release = admission.release;
-    // Counted per client until the request is over (the admin view's "in flight").
-    byClient.set(client, (byClient.get(client) ?? 0) + 1);
-    const counted = client;
-    const gateRelease = admitted.release;
-    admitted.release = () => {
-      gateRelease?.();
-      const n = (byClient.get(counted) ?? 1) - 1;
-      if (n > 0) byClient.set(counted, n);
-      else byClient.delete(counted);
-    };
-
 
     const ctl = new AbortController();
     let current: Attempt | undefined;
@@ -196,6 +213,7 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
       client,
       session: upstream.sticky ? (headerValue(req.headers[upstream.sticky.header]) ?? info.sessionFromBody) : undefined,
       onWait: keepAlive ? () => keepAlive.start() : undefined,
+      stream,
       commitOnContentMs: stream ? upstream.commitOnContentMs : undefined,
       send: (lease: Lease) => {
         const o = lease.state.key.options;
@@ -238,7 +256,10 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
     }
 
     const { attempt, lease, status } = outcome;
-    const events = isEventStream(outcome.headers['content-type']) ? new EventAligner() : undefined;
+    // Whole events only where the bytes are the events: a compressed stream is passed on as it comes,
+    // and a cut of it can only be told by closing (plaintext after gzip would be unreadable).
+    const encoded = (headerValue(outcome.headers['content-encoding']) ?? 'identity').toLowerCase() !== 'identity';
+    const events = isEventStream(outcome.headers['content-type']) && !encoded ? new EventAligner() : undefined;
     upstreamRequestId = headerValue(outcome.headers['x-request-id']) ?? headerValue(outcome.headers['request-id']);
     // Usage is read from successful answers only; an error body reports none worth counting.
     const tap = status < 300 ? new UsageTap() : undefined;
@@ -257,7 +278,8 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
         keepAlive.stop();
         // The 200 is already out: a non-2xx answer can only be told as an SSE error event.
         if (status >= 300) {
-          attempt.discard();
+          // Nothing of it goes on: drop it with its connection (a dripping body must not hold it).
+          attempt.cancel(new Error('not delivered'));
           keepAlive.fail(JSON.stringify(new KeypoolError('keypool_stream_interrupted', `Upstream answered ${status}.`).toBody()));
           end = { kind: 'complete' };
         } else {
@@ -305,7 +327,10 @@ export function upstreamHandler(upstream: Upstream, deps: ProxyDeps, listeners: 
           ? `The upstream sent nothing for retry.idleTimeoutMs (${retry.idleTimeoutMs} ms) mid-answer`
           : 'The upstream broke off mid-answer';
     if (events !== undefined && !res.writableEnded && !res.destroyed) {
-      res.end(streamErrorEvent(new KeypoolError('keypool_stream_interrupted', `${message}; the answer is incomplete.`), upstream.format));
+      // The upstream's own error event already ended it: one final error, not two.
+      const last = events.lastEvent();
+      if (last !== undefined && errorInStream(last) !== undefined) res.end();
+      else res.end(streamErrorEvent(new KeypoolError('keypool_stream_interrupted', `${message}; the answer is incomplete.`), upstream.format));
     } else {
       res.destroy();
     }

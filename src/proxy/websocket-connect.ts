@@ -246,6 +246,7 @@ class HandshakeLoop {
       // A handshake is a GET without a body: sending it again is always safe.
       method: 'GET',
       model: this.#req.demand.model,
+      stream: false,
       result,
       context: Object.freeze({ attempts: this.#attempts, retriesLeft: retry.maxRetries - this.#retries }),
       now: clock.now(),

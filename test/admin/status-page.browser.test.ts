@@ -1,6 +1,6 @@
 // The status page in a real browser (Debian's chromium, driven by playwright-core): keypool and the
 // fake upstream on loopback; the page asks for the admin token, then shows the keys while they change
-// state (a 429 with retry-after, an operator's disable, an enable): the badge, the cooldown bar
+// state (a 429 out of credit, an operator's disable, an enable): the badge, the cooldown bar
 // shrinking, the per-minute counts, the clients. A client name made of HTML stays text. A screenshot
 // goes to test-output/. Skipped, saying so, only when chromium is absent and KEYPOOL_REQUIRE_BROWSER
 // is not set.
@@ -35,7 +35,7 @@ describe.skipIf(!have && !required)('status page in headless chromium', () => {
   beforeAll(async () => {
     if (!have) throw new Error(`KEYPOOL_REQUIRE_BROWSER is set but ${CHROMIUM} is missing`);
     upstream = await startFakeUpstream({ rateLimit: { requests: 500, windowMs: 60_000 } });
-    proxy = await startAdminProxy({ upstreams: [{ name: 'openai', baseUrl: `${upstream.url}/v1`, keys: KEYS }], adminToken: TOKEN, retry: { backoffBaseMs: 0 } });
+    proxy = await startAdminProxy({ upstreams: [{ name: 'openai', baseUrl: `${upstream.url}/v1`, keys: KEYS }], adminToken: TOKEN, retry: { backoffBaseMs: 0 }, cooldown: { outOfCreditMs: 60_000 } });
     profile = mkdtempSync(join(tmpdir(), 'keypool-chromium-'));
     context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 620 } });
     page = context.pages()[0] ?? (await context.newPage());
@@ -80,12 +80,12 @@ describe.skipIf(!have && !required)('status page in headless chromium', () => {
     expect(await text(page.locator('#conn'))).toBe('live');
   });
 
-  it('shows a 429 with retry-after as cooling, with a bar that shrinks, and counts it per minute', async () => {
-    upstream.script(KEYS[0]!, { kind: 'rate_limit', style: 'retry-after', ms: 60_000 });
-    // No model (GET /models): the cooldown is key-wide, so the key itself is cooling.
+  it('shows a 429 out of credit as cooling, with a bar that shrinks, and counts it per minute', async () => {
+    // Out of credit is key-wide (a rate limit cools one model, listed under the key), so the key itself is cooling.
+    upstream.script(KEYS[0]!, { kind: 'insufficient_quota' });
     expect((await traffic('agent-a', { path: '/v1/models' })).status).toBe(200);
     await shows(async () => (await text(badge('openai-1'))) === 'cooling', 'openai-1 cooling');
-    expect(await text(row('openai-1').locator('.reason'))).toBe('rate limited');
+    expect(await text(row('openai-1').locator('.reason'))).toBe('out of credit');
     await shows(async () => (await row('openai-1').locator('.bar').count()) === 1, 'a cooldown bar');
     const first = await fillWidth('openai-1');
     expect(first).toBeGreaterThan(90);

@@ -43,30 +43,30 @@ describe('ClientGate', () => {
   });
   it('holds a client to its concurrency and its minute, and releases once', () => {
     const c = gate.identify({ authorization: `Bearer ${A}` })!;
-    const one = gate.admit(c, 'openai', 'm', 0);
-    const two = gate.admit(c, 'openai', 'm', 0);
+    const one = gate.admit(c, 'openai', 0);
+    const two = gate.admit(c, 'openai', 0);
     expect(one.ok && two.ok).toBe(true);
-    const three = gate.admit(c, 'openai', 'm', 0);
+    const three = gate.admit(c, 'openai', 0);
     expect(three).toMatchObject({ ok: false, error: { code: 'keypool_client_limit', status: 429 } });
     if (one.ok) {
       one.release();
       one.release();
     }
     expect(gate.inflight('a')).toBe(1);
-    expect(gate.admit(c, 'openai', 'm', 10).ok).toBe(true);
+    expect(gate.admit(c, 'openai', 10).ok).toBe(true);
     // The fourth in the same minute is over rpm 3, with an honest Retry-After.
     if (two.ok) two.release();
-    const over = gate.admit(c, 'openai', 'm', 20);
+    const over = gate.admit(c, 'openai', 20);
     expect(over.ok).toBe(false);
     if (!over.ok) expect(over.error.headers['retry-after-ms']).toBe(String(60_000 - 20));
-    expect(gate.admit(c, 'openai', 'm', 60_000).ok).toBe(true);
+    expect(gate.admit(c, 'openai', 60_000).ok).toBe(true);
   });
   it('keeps clients to their upstreams and models', () => {
     const b = gate.identify({ 'x-api-key': B })!;
-    expect(gate.admit(b, 'openai', 'gpt-4o-mini', 0).ok).toBe(true);
-    expect(gate.admit(b, 'openai', 'o3', 0)).toMatchObject({ ok: false, error: { code: 'keypool_client_forbidden', status: 403 } });
-    expect(gate.admit(b, 'openai', '', 0)).toMatchObject({ ok: false, error: { code: 'keypool_client_forbidden' } });
-    expect(gate.admit(b, 'anthropic', 'gpt-4o', 0)).toMatchObject({ ok: false, error: { code: 'keypool_client_forbidden' } });
+    expect(gate.refuseModel(b, 'openai', 'gpt-4o-mini')).toBeUndefined();
+    expect(gate.refuseModel(b, 'openai', 'o3')).toMatchObject({ code: 'keypool_client_forbidden', status: 403 });
+    expect(gate.refuseModel(b, 'openai', '')).toMatchObject({ code: 'keypool_client_forbidden' });
+    expect(gate.admit(b, 'anthropic', 0)).toMatchObject({ ok: false, error: { code: 'keypool_client_forbidden' } });
   });
 });
 

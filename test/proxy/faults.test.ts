@@ -124,14 +124,27 @@ describe('sent phase: the upstream may have the whole request, no head yet', BOU
 });
 
 describe('no head in time', BOUNDED, () => {
-  it('non-streaming: past retry.headersTimeoutMs the attempt is closed and the request fails over (two copies)', async () => {
+  it('non-streaming POST: past retry.headersTimeoutMs the attempt is closed and NOT sent again (it may be generating): 504, x-should-retry: false, one copy', async () => {
     const h = await harness(firstThen(act.stallBeforeHeaders()), { retry: { headersTimeoutMs: SHORT, streamHeadersTimeoutMs: 60_000 } });
+    const r = await h.call();
+    expect(r.status).toBe(504);
+    expect(errorCode(r)).toBe('keypool_upstream_timeout');
+    expect(r.headers['x-should-retry']).toBe('false');
+    expect(h.up.copies).toBe(1);
+    await waitFor(() => h.up.requests[0]!.socketClosed, 2_000);
+    expectNoKeyBlamed(h.proxy);
+  });
+
+  it('non-streaming POST with retry.replayAfterSend, or an idempotent GET: fails over past retry.headersTimeoutMs (two copies)', async () => {
+    const h = await harness(firstThen(act.stallBeforeHeaders()), { retry: { headersTimeoutMs: SHORT, replayAfterSend: true } });
     const r = await h.call();
     expect(r.status).toBe(200);
     expect(r.headers['x-keypool-attempts']).toBe('2');
     expect(h.up.copies).toBe(2);
-    await waitFor(() => h.up.requests[0]!.socketClosed, 2_000);
-    expectNoKeyBlamed(h.proxy);
+    const g = await harness(firstThen(act.stallBeforeHeaders()), { retry: { headersTimeoutMs: SHORT } });
+    const got = await g.call({ method: 'GET', path: '/v1/models' });
+    expect(got.status).toBe(200);
+    expect(got.headers['x-keypool-attempts']).toBe('2');
   });
 
   it('streaming: past retry.streamHeadersTimeoutMs the attempt is closed and the request fails over', async () => {
@@ -144,9 +157,9 @@ describe('no head in time', BOUNDED, () => {
     await waitFor(() => h.up.requests[0]!.socketClosed, 2_000);
   });
 
-  it('every attempt silent: 504 keypool_upstream_timeout with x-should-retry: false after 1 + maxRetries attempts', async () => {
-    const h = await harness(() => act.stallBeforeHeaders(), { retry: { maxRetries: 1, headersTimeoutMs: SHORT } });
-    const r = await h.call();
+  it('every attempt of a stream silent: 504 keypool_upstream_timeout with x-should-retry: false after 1 + maxRetries attempts', async () => {
+    const h = await harness(() => act.stallBeforeHeaders(), { retry: { maxRetries: 1, streamHeadersTimeoutMs: SHORT } });
+    const r = await h.call({ body: streamChat() });
     expect(r.status).toBe(504);
     expect(errorCode(r)).toBe('keypool_upstream_timeout');
     expect(r.headers['x-should-retry']).toBe('false');

@@ -19,6 +19,7 @@ const NOW = 1_000_000;
 const input = (result: AttemptResult, over: Partial<PolicyInput> = {}): PolicyInput => ({
   method: 'POST',
   model: 'gpt-4o',
+  stream: false,
   result,
   context: { attempts: 1, retriesLeft: 3 },
   now: NOW,
@@ -52,12 +53,15 @@ describe('failures before an answer', () => {
   it('sent, no head, with retry.replayAfterSend: the POST goes again', () => {
     expect(decide(input(failed('sent'), { settings: { ...settings, replayAfterSend: true } }))).toEqual({ kind: 'retry', cause: 'network' });
   });
-  it('no head within the headers timeout: fails over whatever the method', () => {
-    expect(decide(input(failed('sent', true)))).toEqual({ kind: 'retry', cause: 'timeout' });
+  it('no head within the headers timeout: a stream or an idempotent method fails over; a non-streaming POST may be generating, so it is not sent again', () => {
+    expect(decide(input(failed('sent', true), { stream: true }))).toEqual({ kind: 'retry', cause: 'timeout' });
+    expect(decide(input(failed('sent', true), { method: 'GET' }))).toEqual({ kind: 'retry', cause: 'timeout' });
+    expect(decide(input(failed('sent', true), { settings: { ...settings, replayAfterSend: true } }))).toEqual({ kind: 'retry', cause: 'timeout' });
+    expect(decide(input(failed('sent', true)))).toEqual({ kind: 'fail', why: 'replay_refused', cause: 'timeout' });
   });
   it('budget spent: fail, naming the cause', () => {
     expect(decide(input(failed('connect'), noBudget))).toEqual({ kind: 'fail', why: 'budget_spent', cause: 'network' });
-    expect(decide(input(failed('sent', true), noBudget))).toEqual({ kind: 'fail', why: 'budget_spent', cause: 'timeout' });
+    expect(decide(input(failed('sent', true), { ...noBudget, stream: true }))).toEqual({ kind: 'fail', why: 'budget_spent', cause: 'timeout' });
     // The replay guard comes first: a refused replay is not a spent budget.
     expect(decide(input(failed('sent'), noBudget))).toEqual({ kind: 'fail', why: 'replay_refused', cause: 'network' });
   });
@@ -86,7 +90,12 @@ describe('answers', () => {
   it('429 insufficient_quota and 402: out of credit, key-wide, long', () => {
     const credit = { kind: 'cool', scope: 'key', reason: 'out_of_credit', until: NOW + settings.outOfCreditMs };
     expect(decide(input(answered(429, {}, QUOTA)))).toEqual({ kind: 'rotate', penalty: credit, cause: 'credit' });
-    expect(decide(input(answered(402)))).toEqual({ kind: 'rotate', penalty: credit, cause: 'credit' });
+    expect(decide(input(answered(402)))).toEqual({ kind: 'read-body', provisional: { kind: 'none' } });
+    expect(decide(input(answered(402, {}, '{"error":{"message":"Insufficient credits"}}')))).toEqual({ kind: 'rotate', penalty: credit, cause: 'credit' });
+  });
+  it('a 402 about this request\'s size (OpenRouter: "requires more credits, or fewer max_tokens") is the request\'s: delivered, no key cooled', () => {
+    const sized = '{"error":{"message":"This request requires more credits, or fewer max_tokens. You requested up to 65536 tokens, but can only afford 3919.","code":402}}';
+    expect(decide(input(answered(402, {}, sized)))).toEqual({ kind: 'deliver', penalty: { kind: 'none' } });
   });
   it('429 with x-should-retry: false is delivered, and still cools the key', () => {
     expect(decide(input(answered(429, { 'x-should-retry': 'false', 'retry-after': '2' })))).toEqual({
@@ -94,8 +103,11 @@ describe('answers', () => {
       penalty: { kind: 'cool', scope: 'model', reason: 'rate_limited', until: NOW + 2000 },
     });
   });
-  it('401 disables the key for cooldown.disabledMs', () => {
-    expect(decide(input(answered(401)))).toEqual({ kind: 'rotate', penalty: { kind: 'disable', reason: 'unauthorized', until: NOW + settings.disabledMs }, cause: 'auth' });
+  it('401 disables the key for cooldown.disabledMs, unless it is a restricted key missing one endpoint\'s scope', () => {
+    expect(decide(input(answered(401)))).toEqual({ kind: 'read-body', provisional: { kind: 'none' } });
+    expect(decide(input(answered(401, {}, '{"error":{"code":"invalid_api_key"}}')))).toEqual({ kind: 'rotate', penalty: { kind: 'disable', reason: 'unauthorized', until: NOW + settings.disabledMs }, cause: 'auth' });
+    const scope = '{"error":{"message":"You have insufficient permissions for this operation. Missing scopes: api.model.read.","code":"missing_scope"}}';
+    expect(decide(input(answered(401, {}, scope)))).toEqual({ kind: 'rotate', penalty: { kind: 'none' }, cause: 'answer' });
   });
   it('403 and 404 need the body before anyone is blamed', () => {
     expect(decide(input(answered(403)))).toEqual({ kind: 'read-body', provisional: { kind: 'none' } });
