@@ -137,6 +137,29 @@ describe('docs/RECIPES.md client settings reach their upstream through keypool',
   }
 });
 
+describe('docs/RECIPES.md Azure recipe', () => {
+  it("rotates to the key of another resource (its own baseUrl) when the first resource's keys are rate-limited", async () => {
+    const text = configText('azure');
+    const env = dummyEnv(text);
+    const azure = loadConfigText(text, env).config.upstreams[0]!;
+    const own = azure.keys.filter((k) => k.options.origin !== undefined).map((k) => k.reveal());
+    const shared = azure.keys.filter((k) => k.options.origin === undefined).map((k) => k.reveal());
+    expect({ own: own.length > 0, shared: shared.length > 0 }).toEqual({ own: true, shared: true });
+    const first = await startFakeUpstream({ provider: 'azure', acceptKeys: shared });
+    const second = await startFakeUpstream({ provider: 'azure', acceptKeys: own });
+    closers.push(() => first.close(), () => second.close());
+    for (const key of shared) first.setDefault(key, { kind: 'rate_limit', ms: 60_000 });
+    const app = await listen(loadConfigObject(pointedAt(parseYaml(text), azure.name, first.url, second.url), env).config);
+    const addr = app.server.address() as { port: number };
+    const check = checks.find((c) => c.check.config === 'azure' && c.check.sdk === 'azure');
+    expect(check).toBeDefined();
+    const base = localBaseUrl(check!.block, check!.check, `http://127.0.0.1:${addr.port}`);
+    await viaSdk(check!.check, base, PLACEHOLDER, check!.block);
+    expect(first.requests.map((r) => r.key)).toEqual(shared);
+    expect(second.requests.map((r) => [r.key, r.path])).toEqual([[own[0], check!.check.expect]]);
+  });
+});
+
 interface Setup {
   readonly url: string;
   readonly token: string;
@@ -170,15 +193,18 @@ async function listen(config: Config): Promise<FastifyInstance> {
   return app;
 }
 
-/** The document with the target upstream's base URLs (and its keys') moved to `origin`, path kept. */
-function pointedAt(doc: unknown, target: string, origin: string): unknown {
+/** The document with the target upstream's base URL moved to `origin` and its keys' own to `keyOrigin`, paths kept. */
+function pointedAt(doc: unknown, target: string, origin: string, keyOrigin = origin): unknown {
   const upstreams = (doc as { upstreams: Record<string, unknown>[] }).upstreams;
   for (const u of upstreams) {
     const base = (u['baseUrl'] as string | undefined) ?? PRESETS[(u['provider'] as Provider | undefined) ?? 'openai'].baseUrl;
     if (base === undefined || base.includes('${')) throw new Error(`upstream ${String(u['name'])}: a recipe's baseUrl must be written out`);
-    u['baseUrl'] = u['name'] === target ? origin + pathOf(base) : NOWHERE;
+    const aimed = u['name'] === target;
+    u['baseUrl'] = aimed ? origin + pathOf(base) : NOWHERE;
     for (const k of (u['keys'] as unknown[] | undefined) ?? []) {
-      if (typeof k === 'object' && k !== null && 'baseUrl' in k) (k as { baseUrl: string }).baseUrl = origin + pathOf((k as { baseUrl: string }).baseUrl);
+      if (typeof k !== 'object' || k === null || !('baseUrl' in k)) continue;
+      const own = k as { baseUrl: string };
+      own.baseUrl = aimed ? keyOrigin + pathOf(own.baseUrl) : NOWHERE;
     }
   }
   return doc;
@@ -238,7 +264,7 @@ async function viaSdk(check: ClientCheck, base: string, token: string, block: Bl
       const apiVersion = stringIn(block.text, 'apiVersion');
       const deployment = stringIn(block.text, 'deployment');
       expect({ apiVersion, deployment }).toEqual({ apiVersion: expect.any(String), deployment: expect.any(String) });
-      const client = new AzureOpenAI({ endpoint: base, apiKey: token, apiVersion, deployment, maxRetries: 0 });
+      const client = new AzureOpenAI({ endpoint: base, baseURL: null, apiKey: token, apiVersion, deployment, maxRetries: 0 });
       await client.chat.completions.create({ model: deployment!, messages: MESSAGES });
       return;
     }
