@@ -20,6 +20,7 @@ import { routingPath } from './proxy/request-target.js';
 import { createUpstreamAgent } from './proxy/upstream-agent.js';
 import { createWebSocketProxy, type WebSocketProxy } from './proxy/websocket-proxy.js';
 import { WaitingRoom } from './keys/waiting-room.js';
+import { Circuits } from './proxy/targets.js';
 import { Replication } from './state/replication.js';
 import type { StateStore } from './state/store.js';
 
@@ -35,6 +36,8 @@ declare module 'fastify' {
     config: () => Config;
     /** Applies a new, already validated config in place (see reload.ts). */
     reload: (next: Config) => ReloadReport;
+    /** Every upstream's circuit breaker (kept across reloads). */
+    circuits: Circuits;
     /** WebSocket upgrades on the proxy routes: sessions open, and a way to close them at shutdown. */
     websockets: WebSocketProxy;
   }
@@ -77,7 +80,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const newAgent = (c: Config) => createUpstreamAgent({ connectTimeoutMs: c.retry.connectTimeoutMs });
   let agent: Dispatcher = newAgent(config);
   const gate = gateFor(config);
-  const proxy = createProxy({ config, runtimes, agent, clock, random, logger, gate });
+  const circuits = new Circuits();
+  const onCircuitOpen = (upstream: string, until: number): void => {
+    logger.warn({ upstream, until: new Date(until).toISOString() }, 'circuit open: requests go to their fallbacks');
+    replication?.circuitOpened(upstream, until);
+  };
+  const proxy = createProxy({ config, runtimes, agent, clock, random, logger, gate, circuits, onCircuitOpen });
   const pools = new Map([...runtimes].map(([name, r]) => [name, r.pool] as const));
   const rooms = new Map([...runtimes].map(([name, r]) => [name, r.room] as const));
   const websockets = createWebSocketProxy({ config, pools, route: (url) => proxy.route(url)?.upstream, clock, random, logger, authenticate: wsAuthenticator(gate) });
@@ -105,6 +113,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('pools', pools);
   app.decorate('rooms', rooms);
   app.decorate('proxy', proxy);
+  app.decorate('circuits', circuits);
   let live = config;
   app.decorate('config', () => live);
   app.decorate('reload', (next: Config): ReloadReport => {
@@ -122,7 +131,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   if (store) {
-    replication = new Replication(app.pools, store, clock, logger);
+    replication = new Replication(app.pools, store, clock, logger, (upstream, until) => circuits.get(upstream)?.openFor(until));
     const sync = replication;
     app.addHook('onReady', async () => sync.sync());
     app.addHook('onClose', async () => store.close());

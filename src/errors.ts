@@ -62,6 +62,11 @@ export const ERRORS = {
     type: 'invalid_request_error',
     summary: 'The path is under no configured upstream prefix.',
   },
+  keypool_model_not_served: {
+    status: 404,
+    type: 'invalid_request_error',
+    summary: 'The upstreams sharing this prefix each list the models they serve, and none lists the model asked for.',
+  },
   keypool_pool_exhausted: {
     status: undefined,
     type: 'rate_limit_error',
@@ -106,6 +111,12 @@ export const ERRORS = {
     type: 'server_error',
     summary:
       'Sent as the last SSE event when a stream that had started was cut (the upstream went quiet past `retry.idleTimeoutMs`, broke off, or the deadline passed): the answer is incomplete.',
+  },
+  keypool_circuit_open: {
+    status: 503,
+    type: 'server_error',
+    summary:
+      'The upstream failed too often lately (its circuit is open, `upstreams[].circuit`) and no fallback could serve the request. `Retry-After` says when it is tried again.',
   },
   keypool_shutting_down: {
     status: 503,

@@ -71,6 +71,16 @@ export function createMetrics(app: FastifyInstance, deps: MetricsDeps): Registry
   perUpstream('keypool_retries_total', 'Units of the retry budget (retry.maxRetries) spent.', (u) => u.retries);
   perUpstream('keypool_replays_refused_total', 'Requests not sent again because the upstream may have run them (keypool_upstream_may_have_processed).', (u) => u.replaysRefused);
   new Counter({
+    name: 'keypool_fallbacks_total',
+    help: 'Requests for an upstream that a fallback upstream answered (the chain went on), by the upstream asked and the one that answered.',
+    labelNames: ['upstream', 'to'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [upstream, u] of upstreams()) for (const [to, n] of u.fallbacks) this.inc({ upstream, to }, n);
+    },
+  });
+  new Counter({
     name: 'keypool_streams_cut_total',
     help: 'Answers cut after they had started, by why (client_closed, idle, deadline, upstream, shutdown).',
     labelNames: ['upstream', 'reason'],
@@ -157,6 +167,20 @@ export function createMetrics(app: FastifyInstance, deps: MetricsDeps): Registry
     registers,
     collect() {
       this.set(app.proxy.inflight);
+    },
+  });
+  new Gauge({
+    name: 'keypool_circuit_state',
+    help: 'Per upstream with a circuit breaker: 1 for the state its circuit is in (closed, open, half-open), 0 for the others.',
+    labelNames: ['upstream', 'state'],
+    registers,
+    collect() {
+      this.reset();
+      const now = clock.now();
+      for (const [upstream, circuit] of app.circuits.entries()) {
+        const state = circuit.state(now);
+        for (const s of ['closed', 'open', 'half-open'] as const) this.set({ upstream, state: s }, s === state ? 1 : 0);
+      }
     },
   });
   new Gauge({

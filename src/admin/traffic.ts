@@ -39,6 +39,8 @@ export interface UpstreamTraffic {
   /** Units of retry.maxRetries spent. */
   retries: number;
   replaysRefused: number;
+  /** Requests for this upstream that a fallback answered, by the upstream that did. */
+  readonly fallbacks: Map<string, number>;
   /** Answers cut after they had started, by why. */
   readonly cuts: Map<string, number>;
   readonly upstreamSeconds: Buckets;
@@ -90,12 +92,20 @@ export class Traffic {
     if (r.attempts > 0) u.upstreamSeconds.observe(r.upstreamMs / 1000);
     u.overheadSeconds.observe(Math.max(0, r.totalMs - r.upstreamMs - r.waitedMs) / 1000);
     if (r.waitedMs > 0) u.waitSeconds.observe(r.waitedMs / 1000);
+    // A fallback served: counted on the upstream the request was for, by the one that answered.
+    const asked = r.chain[0];
+    if (asked !== undefined && asked !== r.upstream) {
+      const p = this.upstreams.get(asked) ?? this.#upstream(asked);
+      bump(p.fallbacks, r.upstream);
+    }
     for (const step of r.trail) {
-      let k = u.keys.get(step.key);
+      // A chain's attempts may be on other upstreams: each counts where it went.
+      const at = step.upstream === r.upstream ? u : (this.upstreams.get(step.upstream) ?? this.#upstream(step.upstream));
+      let k = at.keys.get(step.key);
       if (k === undefined) {
         // A key added by a reload: names still come from the config, so the map stays bounded.
         k = newKey();
-        u.keys.set(step.key, k);
+        at.keys.set(step.key, k);
       }
       bumpBounded(k.attempts, step.result);
       k.perMinute.add(now);
@@ -115,6 +125,7 @@ export class Traffic {
       requests: new Map(),
       retries: 0,
       replaysRefused: 0,
+      fallbacks: new Map(),
       cuts: new Map(),
       upstreamSeconds: new Buckets(UPSTREAM_BUCKETS),
       overheadSeconds: new Buckets(OVERHEAD_BUCKETS),

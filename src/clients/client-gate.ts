@@ -43,8 +43,11 @@ export class ClientGate {
    * client at its limit must not make keypool buffer bodies); on success the request counts until
    * `release` is called.
    */
-  admit(c: Client, upstream: string, now: number): Admission {
-    if (c.upstreams !== undefined && !c.upstreams.has(upstream)) return forbidden(c, `upstream ${upstream}`);
+  admit(c: Client, upstream: string | readonly string[], now: number): Admission {
+    // On a prefix several upstreams share, the one that serves the model is known only from the body:
+    // the client must be allowed one of them now, and the one chosen later (refuseModel).
+    const names = typeof upstream === 'string' ? [upstream] : upstream;
+    if (!names.some((u) => this.mayUse(c, u))) return forbidden(c, `upstream ${names.join(' or ')}`);
     const counts = this.#counts.get(c.name)!;
     if (c.maxConcurrent !== undefined && counts.inflight >= c.maxConcurrent) {
       return { ok: false, error: limited(c, `${c.maxConcurrent} requests in flight (clients[].maxConcurrent)`, 1_000) };
@@ -65,9 +68,16 @@ export class ClientGate {
     };
   }
 
-  /** The 403 for a model the client may not ask for, once the body said which; undefined when allowed. */
+  /** The 403 for a model (or the upstream serving it) the client may not ask for, once the body said which; undefined when allowed. */
   refuseModel(c: Client, upstream: string, model: string): KeypoolError | undefined {
-    return allows(c, upstream, model) === 'model' ? forbidden(c, `model ${model === '' ? '(none named)' : model}`).error : undefined;
+    const verdict = allows(c, upstream, model);
+    if (verdict === 'upstream') return forbidden(c, `upstream ${upstream}`).error;
+    return verdict === 'model' ? forbidden(c, `model ${model === '' ? '(none named)' : model}`).error : undefined;
+  }
+
+  /** Whether the client may be served by this upstream (a fallback it is not allowed is skipped). */
+  mayUse(c: Client, upstream: string): boolean {
+    return c.upstreams === undefined || c.upstreams.has(upstream);
   }
 
   /** Requests in flight per client (admin view). */

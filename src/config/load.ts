@@ -45,8 +45,21 @@ export interface Upstream {
   readonly commitOnContentMs: number | undefined;
   /** Models served (for routing on a shared prefix); undefined: any. */
   readonly models: readonly RegExp[] | undefined;
+  /** Where a request goes when this upstream cannot serve it (see schema `fallbacks`). */
+  readonly fallbacks: readonly FallbackStep[];
+  /** Chains for some models instead of `fallbacks`, first match wins. */
+  readonly modelFallbacks: readonly { readonly pattern: RegExp; readonly steps: readonly FallbackStep[] }[];
+  /** Where a request goes after a 400 saying its prompt is too long for the model. */
+  readonly contextLengthFallbacks: readonly FallbackStep[];
+  readonly circuit: { readonly failures: number; readonly windowMs: number; readonly openMs: number } | undefined;
   readonly keys: readonly Key[];
   readonly probe: UpstreamInput['probe'];
+}
+
+/** One step of a fallback chain: an upstream, and the model to ask it for (undefined: the request's own). */
+export interface FallbackStep {
+  readonly upstream: string;
+  readonly model: string | undefined;
 }
 
 /** How long a stream's head waits for its first event when commitOnContent is on without a time. */
@@ -111,12 +124,8 @@ export function loadConfigObject(raw: unknown, env: Env = process.env): LoadResu
 
   const warnings: string[] = [];
   const upstreams = parsed.data.upstreams.map((u, i) => resolveUpstream(u, i, env, problems, warnings));
-  const prefixes = new Map<string, number>();
-  upstreams.forEach((u, i) => {
-    const seen = prefixes.get(u.prefix);
-    if (seen !== undefined) problems.push(`upstreams[${i}].prefix: ${u.prefix} is already used by upstreams[${seen}]`);
-    prefixes.set(u.prefix, i);
-  });
+  checkPrefixes(upstreams, problems);
+  checkChains(parsed.data.upstreams, upstreams, problems);
   const clients = parsed.data.clients === undefined ? undefined : resolveClients(parsed.data.clients, new Set(upstreams.map((u) => u.name)), problems);
   const admin = resolveAdmin(parsed.data.admin, problems);
   if (problems.length > 0) throw new ConfigError(problems.join('\n'), problems);
@@ -264,9 +273,58 @@ function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: st
     format: u.errorFormat ?? preset.format,
     commitOnContentMs: commit === false ? undefined : commit === true ? COMMIT_ON_CONTENT_DEFAULT_MS : commit.maxWaitMs,
     models: u.models?.map(globToRegExp),
+    fallbacks: steps(u.fallbacks),
+    modelFallbacks: Object.entries(u.modelFallbacks ?? {}).map(([glob, list]) => ({ pattern: globToRegExp(glob), steps: steps(list) })),
+    contextLengthFallbacks: steps(u.errorFallbacks?.contextLengthExceeded),
+    circuit: u.circuit,
     keys,
     probe: u.probe,
   };
+}
+
+function steps(list: readonly { upstream: string; model?: string | undefined }[] | undefined): FallbackStep[] {
+  return (list ?? []).map((t) => ({ upstream: t.upstream, model: t.model }));
+}
+
+/**
+ * Upstreams may share a prefix only when each lists its `models` (a request goes to the one that serves
+ * its model; one of them may list none: it takes the rest) and they speak the same wire format.
+ */
+function checkPrefixes(upstreams: readonly Upstream[], problems: string[]): void {
+  const byPrefix = new Map<string, number[]>();
+  upstreams.forEach((u, i) => byPrefix.set(u.prefix, [...(byPrefix.get(u.prefix) ?? []), i]));
+  for (const [prefix, members] of byPrefix) {
+    if (members.length < 2) continue;
+    const open = members.filter((i) => upstreams[i]!.models === undefined);
+    for (const i of open.slice(1)) {
+      problems.push(`upstreams[${i}].prefix: ${prefix} is already used by upstreams[${members[0]}]; upstreams sharing a prefix must list their models (one may list none and take the rest)`);
+    }
+    const format = upstreams[members[0]!]!.format;
+    for (const i of members) {
+      if (upstreams[i]!.format !== format) problems.push(`upstreams[${i}].prefix: ${prefix} is shared with an upstream of another wire format (${format}); one prefix, one format`);
+    }
+  }
+}
+
+/** Every chain names upstreams that exist and speak the same wire format as the upstream it starts from. */
+function checkChains(raw: ParsedConfig['upstreams'], upstreams: readonly Upstream[], problems: string[]): void {
+  const byName = new Map(upstreams.map((u) => [u.name, u] as const));
+  const known = upstreams.map((u) => u.name).join(', ');
+  upstreams.forEach((u, i) => {
+    const check = (list: readonly FallbackStep[], field: readonly PropertyKey[]): void =>
+      list.forEach((step, j) => {
+        const target = byName.get(step.upstream);
+        const at = formatPath(['upstreams', i, ...field, j, 'upstream']);
+        // The name written is not repeated (a value pasted in the wrong place must not come back in an error).
+        if (target === undefined) problems.push(`${at}: names no upstream; the upstreams are ${known}`);
+        else if (target.format !== u.format) {
+          problems.push(`${at}: ${target.name} speaks ${target.format} and ${u.name} speaks ${u.format}; a chain stays within one wire format`);
+        }
+      });
+    check(u.fallbacks, ['fallbacks']);
+    for (const [glob, list] of Object.entries(raw[i]?.modelFallbacks ?? {})) check(steps(list), ['modelFallbacks', glob]);
+    check(u.contextLengthFallbacks, ['errorFallbacks', 'contextLengthExceeded']);
+  });
 }
 
 function nextFreeName(stem: string, taken: ReadonlySet<string>, next: () => number): string {

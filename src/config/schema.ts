@@ -70,6 +70,13 @@ const keyEntrySchema = z.union(
 
 export const STRATEGIES = ['round_robin', 'least_inflight', 'random', 'weighted', 'fill_first', 'headroom'] as const;
 
+/** One step of a fallback chain: another upstream (its own pool), and optionally the model to ask it for. */
+const fallbackSchema = z.strictObject({
+  upstream: z.string().min(1),
+  /** Rewritten in the JSON body's top-level `model`; the rest of the body is sent byte for byte. */
+  model: z.string().min(1).optional(),
+});
+
 const upstreamSchema = z.strictObject({
   /** Upstream name; also the stem of derived key names. */
   name: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, . _ -'),
@@ -107,6 +114,36 @@ const upstreamSchema = z.strictObject({
    * goes to the one that serves its model, and GET <prefix>/models lists them all. Absent: any model.
    */
   models: z.array(z.string().min(1)).min(1).optional(),
+  /**
+   * Where a request goes when this upstream cannot serve it (every key cooling past retry.maxWaitMs,
+   * disabled or out of credit, the budget spent on server faults, the circuit open): an ordered list of
+   * other upstreams, each optionally with another model name (rewritten in the body). Absent: none.
+   */
+  fallbacks: z.array(fallbackSchema).min(1).optional(),
+  /** Per model (names or globs): a chain for those models instead of `fallbacks`. */
+  modelFallbacks: z.record(z.string().min(1), z.array(fallbackSchema).min(1)).optional(),
+  /** Per error class: where a request goes after that answer. Absent: none (contentPolicy is never retried). */
+  errorFallbacks: z
+    .strictObject({
+      /** A 400 saying the prompt is longer than the model's window: try a model with a larger one. */
+      contextLengthExceeded: z.array(fallbackSchema).min(1).optional(),
+    })
+    .optional(),
+  /**
+   * Circuit breaking: after `failures` server faults (5xx, connection errors, headers timeouts) within
+   * `windowMs`, the upstream is skipped for `openMs` (requests go straight to their fallback), then one
+   * probe request decides. Absent: off.
+   */
+  circuit: z
+    .strictObject({
+      /** @default 5 */
+      failures: num(number().int().positive()).default(5),
+      /** @default 10000 */
+      windowMs: num(number().int().positive()).default(10_000),
+      /** @default 30000 */
+      openMs: num(number().int().positive()).default(30_000),
+    })
+    .optional(),
   keys: z.array(keyEntrySchema).default([]),
   /** How a key is chosen among those available. @default "round_robin" */
   strategy: z.enum(STRATEGIES).default('round_robin'),

@@ -16,9 +16,14 @@ const MAX_ANSWERS = 64;
 export class ModelAnswers {
   readonly #answers = new Map<string, UpstreamAnswer>();
 
+  /**
+   * Keeps the status, the body and the content type: per-response headers (set-cookie, request ids, the
+   * answering key's organisation) belong to the response that carried them, not to later clients.
+   */
   remember(model: string, answer: UpstreamAnswer): void {
+    const ct = answer.headers['content-type'];
     this.#answers.delete(model);
-    this.#answers.set(model, answer);
+    this.#answers.set(model, { status: answer.status, headers: ct === undefined ? {} : { 'content-type': ct }, body: answer.body });
     if (this.#answers.size > MAX_ANSWERS) this.#answers.delete(this.#answers.keys().next().value as string);
   }
 

@@ -11,7 +11,7 @@ export type Failure =
   | { readonly kind: 'limit'; readonly status: number; readonly body: string }
   | { readonly kind: 'auth'; readonly status: number; readonly body: string }
   /** An answer about the request or model that no key did better on: given to the client as it is. */
-  | { readonly kind: 'answer'; readonly answer: UpstreamAnswer }
+  | { readonly kind: 'answer'; readonly answer: UpstreamAnswer; readonly modelRefusal: boolean }
   | { readonly kind: 'server'; readonly status: number; readonly body: string }
   | { readonly kind: 'network'; readonly reason: string }
   | { readonly kind: 'timeout' };
@@ -31,7 +31,10 @@ export const CLIENT_RETRY_HORIZON_MS = 60_000;
 const UNKNOWN_WAIT_MS = 1_000;
 const NO_RETRY = Object.freeze({ 'x-should-retry': 'false' });
 
-export type GiveUp = { readonly kind: 'error'; readonly error: KeypoolError } | { readonly kind: 'answer'; readonly answer: UpstreamAnswer };
+export type GiveUp =
+  | { readonly kind: 'error'; readonly error: KeypoolError }
+  /** `modelRefused`: every key refused the model (another upstream may have it). */
+  | { readonly kind: 'answer'; readonly answer: UpstreamAnswer; readonly modelRefused: boolean };
 
 /** What the client gets when the request cannot be served, shaped by what failed last. */
 export function giveUp(deps: GiveUpDeps, demand: Demand, last: Failure | undefined, retries: number): GiveUp {
@@ -47,9 +50,9 @@ export function giveUp(deps: GiveUpDeps, demand: Demand, last: Failure | undefin
       ),
     );
   }
-  if (last?.kind === 'answer') return { kind: 'answer', answer: last.answer };
+  if (last?.kind === 'answer') return { kind: 'answer', answer: last.answer, modelRefused: last.modelRefusal };
   const remembered = pool.answerFor(demand.model, now);
-  if (remembered !== undefined) return { kind: 'answer', answer: remembered };
+  if (remembered !== undefined) return { kind: 'answer', answer: remembered, modelRefused: true };
   const said = last && (last.kind === 'limit' || last.kind === 'auth' || last.kind === 'server') ? deps.scrub(upstreamMessage(last.body)) : '';
   const lastWords = said !== '' ? ` Last upstream error: ${said}` : '';
   switch (last?.kind) {

@@ -39,6 +39,14 @@ export function isRequestSizedCredit(body: string): boolean {
   return /fewer max_tokens|can only afford/i.test(head(body));
 }
 
+/**
+ * A 400 saying the prompt does not fit the model's context window: OpenAI's context_length_exceeded,
+ * Anthropic's "prompt is too long", Gemini's "exceeds the maximum number of tokens".
+ */
+export function isContextLengthExceeded(body: string): boolean {
+  return /context_length_exceeded|maximum context length|prompt is too long|exceeds the maximum number of tokens/i.test(head(body));
+}
+
 /** The key itself is invalid though the status is 400 (Gemini). */
 export function isKeyInvalid(body: string): boolean {
   return /API_KEY_INVALID|API key not valid/i.test(head(body));

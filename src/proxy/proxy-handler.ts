@@ -9,18 +9,14 @@ import type { ClientGate } from '../clients/client-gate.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { KeypoolError } from '../errors.js';
-import type { KeyPool } from '../keys/pool.js';
-import type { WaitingRoom } from '../keys/waiting-room.js';
+import type { Upstream } from '../config/load.js';
 import { sendError } from './client-response.js';
 import type { RequestListener } from './request-record.js';
-import { upstreamHandler, type UpstreamHandler } from './serve-request.js';
+import { prefixHandler, type UpstreamHandler } from './serve-request.js';
+import { buildTargets, type Circuits, type UpstreamRuntime } from './targets.js';
 
 export type { UpstreamHandler } from './serve-request.js';
-
-export interface UpstreamRuntime {
-  readonly pool: KeyPool;
-  readonly room: WaitingRoom;
-}
+export type { UpstreamRuntime } from './targets.js';
 
 export interface ProxyDeps {
   readonly config: Config;
@@ -31,6 +27,10 @@ export interface ProxyDeps {
   readonly logger: Logger;
   /** Client tokens, limits and allow-lists; undefined when no clients are configured. */
   readonly gate: ClientGate | undefined;
+  /** Every upstream's circuit breaker, kept across reloads. */
+  readonly circuits: Circuits;
+  /** Told when a circuit opens (logged, shared with other replicas). */
+  readonly onCircuitOpen?: ((upstream: string, until: number) => void) | undefined;
 }
 
 /** Paths keypool serves itself, whatever the upstream prefixes (a prefix of "/" must not hide them). */
@@ -68,8 +68,13 @@ export function createProxy(deps: ProxyDeps): Proxy {
   // Longest prefix first, so /v1/anthropic wins over /v1.
   const listeners: RequestListener[] = [];
   const byClient = new Map<string, number>();
-  const build = (d: ProxyDeps): UpstreamHandler[] =>
-    [...d.config.upstreams].sort((a, b) => b.prefix.length - a.prefix.length).map((u) => upstreamHandler(u, d, listeners, byClient));
+  const build = (d: ProxyDeps): UpstreamHandler[] => {
+    const targets = buildTargets(d, d.circuits);
+    // Upstreams sharing a prefix are one route: the request's model picks the member (chain.ts).
+    const byPrefix = new Map<string, Upstream[]>();
+    for (const u of d.config.upstreams) byPrefix.set(u.prefix, [...(byPrefix.get(u.prefix) ?? []), u]);
+    return [...byPrefix.values()].sort((a, b) => b[0]!.prefix.length - a[0]!.prefix.length).map((group) => prefixHandler(group, d, targets, listeners, byClient));
+  };
   let current = deps;
   let handlers = build(deps);
   const active = new Set<Active>();

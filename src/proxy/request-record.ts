@@ -9,11 +9,16 @@ export interface RequestRecord {
   readonly method: string;
   /** Without the query string (it may carry a credential). */
   readonly path: string;
+  /** The upstream that answered (a fallback, when the chain went on), or the one that was asked. */
   readonly upstream: string;
+  /** Every upstream the request was tried on, in order: [primary, fallbacks...]. */
+  readonly chain: readonly string[];
   /** Who asked: the client token's name, the x-agent-id header, or the remote address. */
   readonly client: string;
   /** The request's model; '' when unknown. */
   readonly model: string;
+  /** The model the answering upstream was asked for, when a fallback asked for another. */
+  readonly servedModel?: string | undefined;
   readonly stream: boolean;
   /** What the client got (499: it left first). */
   readonly status: number;
@@ -48,8 +53,11 @@ export function logFields(r: RequestRecord): Record<string, unknown> {
     method: r.method,
     path: r.path,
     upstream: r.upstream,
+    // Only when the request went past its first upstream.
+    chain: r.chain.length > 1 ? r.chain : undefined,
     client: r.client,
     model: r.model === '' ? undefined : r.model,
+    servedModel: r.servedModel,
     stream: r.stream || undefined,
     status: r.status,
     error: r.error,
@@ -57,7 +65,7 @@ export function logFields(r: RequestRecord): Record<string, unknown> {
     retries: r.retries > 0 ? r.retries : undefined,
     key: r.key,
     // Only when something other than one clean attempt happened: the common line stays short.
-    tried: r.trail.length > 1 || (r.trail[0] !== undefined && r.trail[0].then !== 'deliver') ? r.trail.map((t) => `${t.key}:${t.result}:${t.then}`) : undefined,
+    tried: r.trail.length > 1 || (r.trail[0] !== undefined && r.trail[0].then !== 'deliver') ? r.trail.map((t) => (t.upstream === r.upstream ? `${t.key}:${t.result}:${t.then}` : `${t.upstream}/${t.key}:${t.result}:${t.then}`)) : undefined,
     cut: r.cut,
     ms: round(r.totalMs),
     upstreamMs: round(r.upstreamMs),

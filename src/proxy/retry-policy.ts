@@ -39,6 +39,8 @@ export interface PolicyInput {
   readonly model: string;
   /** The request streams: its head comes before any token is generated. */
   readonly stream: boolean;
+  /** Read 400 bodies too (the request has a fallback for "context length exceeded"). */
+  readonly readBadRequests?: boolean;
   readonly result: AttemptResult;
   readonly context: AttemptContext;
   readonly now: number;
@@ -102,10 +104,10 @@ export function decide(input: PolicyInput): Decision {
     return { kind: 'rotate', penalty: limited, cause: 'limit' };
   }
   // Anthropic says "out of credit" and Gemini "invalid key" with a 400: the body tells them from a bad request.
-  if (status === 400 && input.settings.dialect !== 'openai' && shouldRetry !== 'true') {
+  if (status === 400 && (input.settings.dialect !== 'openai' || input.readBadRequests === true) && shouldRetry !== 'true') {
     if (body === undefined) return { kind: 'read-body', provisional: NONE };
-    if (isCreditTooLow(body)) return { kind: 'rotate', penalty: coolForCredit(input), cause: 'credit' };
-    if (isKeyInvalid(body)) return { kind: 'rotate', penalty: disable(input, 'unauthorized'), cause: 'auth' };
+    if (input.settings.dialect === 'anthropic' && isCreditTooLow(body)) return { kind: 'rotate', penalty: coolForCredit(input), cause: 'credit' };
+    if (input.settings.dialect === 'gemini' && isKeyInvalid(body)) return { kind: 'rotate', penalty: disable(input, 'unauthorized'), cause: 'auth' };
     return DELIVER;
   }
   if (shouldRetry === 'false') return DELIVER;

@@ -15,7 +15,8 @@ import type { WaitingRoom } from '../keys/waiting-room.js';
 import type { Attempt, AttemptHead } from './attempt.js';
 import { decodeBody } from './body-text.js';
 import { clientResponseHeaders } from './headers.js';
-import { errorInStream } from './provider-signals.js';
+import type { Circuit } from './circuit.js';
+import { errorInStream, isContextLengthExceeded } from './provider-signals.js';
 import { firstDataEvent, isEventStream } from './sse.js';
 import { describeNetworkError, giveUp, queueFull, replayRefused, type Failure } from './give-up.js';
 import { decide, retryDelayMs, type Decision, type Penalty, type PolicySettings } from './retry-policy.js';
@@ -48,6 +49,8 @@ export interface RotateDeps {
   readonly policy: PolicySettings;
   /** Removes anything secret from upstream text before it is shown to a client. */
   readonly scrub: (text: string) => string;
+  /** The upstream's circuit breaker, if it has one: told of server faults and answers. */
+  readonly circuit?: Circuit | undefined;
 }
 
 export interface RotateRequest {
@@ -68,12 +71,27 @@ export interface RotateRequest {
   readonly onWait?: () => void;
   /** The request streams (its head comes before its first token). */
   readonly stream?: boolean;
+  /**
+   * The charged attempts of the whole request: one budget across every upstream of its chain (walking the
+   * chain, like walking a pool, is free). Absent: this loop's own.
+   */
+  readonly budget?: { charged: number };
+  /**
+   * Another target follows in the request's chain: once every key here has been tried and the last one
+   * failed to answer (a server fault, a connection error, a timeout), leave for it instead of spending
+   * the budget on an upstream that looks down. A cooling pool is still waited for (up to maxWaitMs).
+   */
+  readonly leaveOnFault?: boolean;
+  /** Look into 400s for "context length exceeded": the request has somewhere to go with it. */
+  readonly rerouteContextLength?: boolean;
   /** A stream on an upstream that may put errors in its first event: read that far (at most this long) before delivering. */
   readonly commitOnContentMs?: number | undefined;
 }
 
 /** One attempt, as the request's log line and metrics tell it: which key, and why the request left it. */
 export interface TrailStep {
+  /** The upstream the attempt went to (a chain may walk several). */
+  readonly upstream: string;
   readonly key: string;
   /** What the attempt came to: a status, or a failure phase ('connect', 'sent', 'timeout'...). */
   readonly result: string;
@@ -103,9 +121,14 @@ type OutcomeBody =
       readonly headers: Record<string, string | string[] | undefined>;
       readonly lease: Lease;
     }
-  /** An upstream answer already read in full (its lease is over): give it to the client as it is. */
-  | { readonly kind: 'answer'; readonly answer: UpstreamAnswer }
-  | { readonly kind: 'error'; readonly error: KeypoolError }
+  /**
+   * An upstream answer already read in full (its lease is over): give it to the client as it is, or, when
+   * `next` says so, to the next step of the request's chain (every key refused the model; the prompt is
+   * too long for it).
+   */
+  | { readonly kind: 'answer'; readonly answer: UpstreamAnswer; readonly next: 'model_refused' | 'context_length' | undefined }
+  /** `next`: this upstream cannot serve the request, another may (a chain goes on); false: the request is over. */
+  | { readonly kind: 'error'; readonly error: KeypoolError; readonly next: boolean }
   /** The client left: nothing to answer. */
   | { readonly kind: 'aborted' };
 
@@ -131,7 +154,7 @@ class AttemptLoop {
   #barred: Set<KeyState> | undefined;
   #failedGroups: Set<string> | undefined;
   #attempts = 0;
-  #retries = 0;
+  readonly #budget: { charged: number };
   #waited = 0;
   #last: Failure | undefined;
   #key: KeyState | undefined;
@@ -139,19 +162,35 @@ class AttemptLoop {
   /** Refusals no rule explains, so far (see UNEXPLAINED_OPINIONS). */
   #unexplained = 0;
   readonly #trail: TrailStep[] = [];
+  /** This request holds its upstream's half-open probe and has not reported on it yet. */
+  #probing = false;
 
   constructor(deps: RotateDeps, req: RotateRequest) {
     this.#deps = deps;
     this.#req = req;
+    this.#budget = req.budget ?? { charged: 0 };
   }
 
   async run(): Promise<RotateOutcome> {
+    try {
+      return await this.#run();
+    } finally {
+      // A probe that ends unreported (no key to send it with, the client left, the deadline, shutdown)
+      // lets the next request probe instead of holding the circuit for the probe's lease.
+      if (this.#probing) this.#deps.circuit?.releaseProbe();
+    }
+  }
+
+  async #run(): Promise<RotateOutcome> {
     const { pool, retry } = this.#deps;
     // Bounded: each pass makes an attempt or ends the loop; free attempts are at most one per key.
     const maxPasses = pool.size + retry.maxRetries + 1;
     let charge = false;
     for (let pass = 0; pass < maxPasses; pass++) {
       if (this.#req.signal.aborted) return this.#stopped();
+      // Before every attempt, free ones too: a circuit opened meanwhile (by this request's faults or
+      // others') sends the request on to its next target instead of another try at a failing upstream.
+      if (!this.#admitted()) return this.#circuitOpen();
       const got = charge ? await this.#chargedLease() : await this.#freeLease();
       if ('kind' in got) return got;
       const next = await this.#attempt(got);
@@ -182,11 +221,13 @@ class AttemptLoop {
   /** An attempt that costs one unit: after the request's backoff, with any key, waiting for one if it comes back in time. */
   async #chargedLease(): Promise<Lease | RotateOutcome> {
     const { pool, clock, retry, random } = this.#deps;
-    if (pool.usable === 0 || this.#retries >= retry.maxRetries) return this.#giveUp();
+    if (pool.usable === 0 || this.#budget.charged >= retry.maxRetries) return this.#giveUp();
+    const last = this.#last?.kind;
+    if (this.#req.leaveOnFault === true && (last === 'server' || last === 'network' || last === 'timeout')) return this.#giveUp();
     // The backoff is a floor, not an addition: when the earliest key is back later than it, waiting for
     // that key is the pacing; only a key back sooner (a 5xx, a connection error: it is free now) waits it out.
     const now = clock.now();
-    const delay = retryDelayMs(this.#retries + 1, random(), retry.backoffBaseMs, retry.backoffMaxMs);
+    const delay = retryDelayMs(this.#budget.charged + 1, random(), retry.backoffBaseMs, retry.backoffMaxMs);
     if (now + delay >= this.#req.deadline) return this.#giveUp();
     const next = pool.nextAvailableAt(this.#req.demand, now);
     if (delay > 0 && next !== undefined && next < now + delay) {
@@ -207,7 +248,7 @@ class AttemptLoop {
       if ('kind' in got) return got;
       lease = got;
     }
-    this.#retries++;
+    this.#budget.charged++;
     return lease;
   }
 
@@ -265,7 +306,7 @@ class AttemptLoop {
         giveBack: (l) => l.abandon(),
       });
       if (result.kind === 'acquired') return result.lease;
-      if (result.kind === 'full') return this.#outcome({ kind: 'error', error: queueFull(this.#deps, this.#req.demand) });
+      if (result.kind === 'full') return this.#outcome({ kind: 'error', error: queueFull(this.#deps, this.#req.demand), next: true });
       if (result.kind === 'no_keys') return this.#giveUp();
       return undefined;
     } catch {
@@ -346,8 +387,9 @@ class AttemptLoop {
       // An endpoint scope ("path:...") names no model: a model-shaped refusal is then the request's.
       model: this.#req.demand.model.startsWith('path:') ? '' : this.#req.demand.model,
       stream: this.#req.stream === true,
+      readBadRequests: this.#req.rerouteContextLength === true,
       result: head.kind === 'failed' ? { kind: 'failed', phase: head.phase, timedOut: head.timedOut } : { kind: 'answered', status: head.status, headers: head.headers, body },
-      context: Object.freeze({ attempts: this.#attempts, retriesLeft: retry.maxRetries - this.#retries }),
+      context: Object.freeze({ attempts: this.#attempts, retriesLeft: retry.maxRetries - this.#budget.charged }),
       now: clock.now(),
       streak: pool.streakOf(lease.state, this.#req.demand.model) + 1,
       random: random(),
@@ -358,7 +400,18 @@ class AttemptLoop {
   async #carryOut(lease: Lease, attempt: Attempt, head: AttemptHead, d: Decision, bodyText: string | undefined, applied: Penalty | undefined): Promise<Next> {
     const { pool } = this.#deps;
     const state = lease.state;
+    // The circuit hears every attempt: a failure to answer or a server fault counts against the upstream,
+    // any other answer (a 429 included: the upstream is up) closes a half-open circuit.
+    const circuit = this.#deps.circuit;
+    this.#probing = false;
+    if (circuit !== undefined) {
+      const now = this.#deps.clock.now();
+      const serverFault = head.kind === 'failed' || ((d.kind === 'retry' || d.kind === 'fail') && d.cause === 'server');
+      if (serverFault) circuit.fault(now);
+      else circuit.success(now);
+    }
     this.#trail.push({
+      upstream: this.#deps.pool.upstream,
       key: state.key.name,
       result: head.kind === 'head' ? String(head.status) : head.timedOut ? 'headers_timeout' : head.phase,
       then: d.kind === 'fail' ? d.why : d.kind,
@@ -376,7 +429,8 @@ class AttemptLoop {
               { headers: { 'x-should-retry': 'false' } },
             )
           : replayRefused(this.#deps, this.#req.method, reason);
-        return this.#stop(this.#outcome({ kind: 'error', error }));
+        // Not to a fallback either: the request may be running upstream.
+        return this.#stop(this.#outcome({ kind: 'error', error, next: false }));
       }
       this.#last = head.timedOut ? { kind: 'timeout' } : { kind: 'network', reason };
       return d.kind === 'retry' ? { kind: 'again', charge: true } : this.#stop(this.#giveUp());
@@ -386,7 +440,8 @@ class AttemptLoop {
       if (bodyText !== undefined) {
         // The body was read to decide: what is left to deliver is what was read.
         lease.end(head.status < 300 ? 'successes' : undefined);
-        return this.#stop(this.#outcome({ kind: 'answer', answer: answerOf(head, bodyText, this.#deps.scrub) }));
+        const tooLong = this.#req.rerouteContextLength === true && head.status === 400 && isContextLengthExceeded(bodyText);
+        return this.#stop(this.#outcome({ kind: 'answer', answer: answerOf(head, bodyText, this.#deps.scrub), next: tooLong ? 'context_length' : undefined }));
       }
       // At the head, not the end of the stream: a good answer opens a probed key to everyone at once.
       lease.answered(head.status < 300);
@@ -405,8 +460,8 @@ class AttemptLoop {
         }
         if (d.cause === 'answer') {
           const answer = answerOf(head, bodyText, this.#deps.scrub);
-          this.#last = { kind: 'answer', answer };
-          if (d.penalty.kind === 'cool') pool.rememberAnswer(this.#req.demand.model, rememberable(answer));
+          this.#last = { kind: 'answer', answer, modelRefusal: d.penalty.kind === 'cool' };
+          if (d.penalty.kind === 'cool') pool.rememberAnswer(this.#req.demand.model, answer);
         } else {
           this.#last = { kind: d.cause === 'auth' ? 'auth' : 'limit', status: head.status, body: bodyText };
         }
@@ -466,7 +521,18 @@ class AttemptLoop {
   }
 
   #outcome(o: OutcomeBody): RotateOutcome {
-    return { ...o, attempts: this.#attempts, retries: this.#retries, waitedMs: this.#waited, upstreamMs: this.#upstreamMs, key: this.#key, trail: this.#trail };
+    return { ...o, attempts: this.#attempts, retries: this.#budget.charged, waitedMs: this.#waited, upstreamMs: this.#upstreamMs, key: this.#key, trail: this.#trail };
+  }
+
+  /** Whether the circuit lets this request's next attempt through (half-open: this request becomes the probe). */
+  #admitted(): boolean {
+    const circuit = this.#deps.circuit;
+    if (circuit === undefined) return true;
+    const now = this.#deps.clock.now();
+    const halfOpen = circuit.state(now) === 'half-open';
+    if (!circuit.admit(now)) return false;
+    if (halfOpen) this.#probing = true;
+    return true;
   }
 
   #stopped(): RotateOutcome {
@@ -479,20 +545,30 @@ class AttemptLoop {
         this.#attempts > 0
           ? 'keypool is shutting down; the upstream may have the request already, so it should not be sent again.'
           : 'keypool is shutting down; retry on another replica or shortly.';
-      return this.#outcome({ kind: 'error', error: new KeypoolError('keypool_shutting_down', message, headers === undefined ? {} : { headers }) });
+      return this.#outcome({ kind: 'error', error: new KeypoolError('keypool_shutting_down', message, headers === undefined ? {} : { headers }), next: false });
     }
     if (why === 'deadline') {
       const error = new KeypoolError('keypool_upstream_timeout', `No answer within the request deadline (${this.#deps.retry.timeoutMs} ms).`, {
         headers: { 'x-should-retry': 'false' },
       });
-      return this.#outcome({ kind: 'error', error });
+      return this.#outcome({ kind: 'error', error, next: false });
     }
     return this.#outcome({ kind: 'aborted' });
   }
 
   #giveUp(): RotateOutcome {
-    const g = giveUp(this.#deps, this.#req.demand, this.#last, this.#retries);
-    return g.kind === 'answer' ? this.#outcome({ kind: 'answer', answer: g.answer }) : this.#outcome({ kind: 'error', error: g.error });
+    const g = giveUp(this.#deps, this.#req.demand, this.#last, this.#budget.charged);
+    if (g.kind === 'answer') return this.#outcome({ kind: 'answer', answer: g.answer, next: g.modelRefused ? 'model_refused' : undefined });
+    return this.#outcome({ kind: 'error', error: g.error, next: true });
+  }
+
+  #circuitOpen(): RotateOutcome {
+    const { clock, pool, circuit } = this.#deps;
+    const waitMs = Math.max(1_000, (circuit?.openUntil ?? 0) - clock.now());
+    const error = new KeypoolError('keypool_circuit_open', `Upstream ${pool.upstream} failed too often lately (its circuit is open); retry in ${Math.ceil(waitMs / 1000)}s.`, {
+      headers: { 'retry-after': String(Math.ceil(waitMs / 1000)), 'retry-after-ms': String(Math.ceil(waitMs)), ...(waitMs >= 60_000 ? { 'x-should-retry': 'false' } : {}) },
+    });
+    return this.#outcome({ kind: 'error', error, next: true });
   }
 }
 
@@ -517,13 +593,4 @@ function answerOf(head: Extract<AttemptHead, { kind: 'head' }>, body: string, sc
   delete headers['content-length'];
   delete headers['content-encoding'];
   return { status: head.status, headers, body: scrub(body) };
-}
-
-/**
- * What is kept of an answer to give to other clients later: the status, the body, the content type.
- * Per-response headers (set-cookie, request ids, the answering key's organisation) are that response's.
- */
-function rememberable(a: UpstreamAnswer): UpstreamAnswer {
-  const ct = a.headers['content-type'];
-  return { status: a.status, headers: ct === undefined ? {} : { 'content-type': ct }, body: a.body };
 }

@@ -34,37 +34,57 @@ const RBRACKET = 0x5d;
  * fields' values) is only delimited, not validated: a body malformed only there may still yield fields.
  */
 export function readTopLevel(body: Uint8Array, fields: readonly string[]): ReadonlyMap<string, unknown> | undefined {
-  const wanted = fields.map((f) => Buffer.from(f, 'utf8'));
   const found = new Map<string, unknown>();
+  const ok = scanTopLevel(body, fields, (field, start, end) => {
+    const value = readValue(body, start, end);
+    if (value === INVALID) return false;
+    found.set(field, value);
+    return true;
+  });
+  return ok ? found : undefined;
+}
+
+/**
+ * Where every value of a top-level field sits in `body`, in order (a name may repeat, and parsers differ
+ * on which one wins): for rewriting them all. undefined when the body is not read; [] when absent.
+ */
+export function topLevelRanges(body: Uint8Array, field: string): { start: number; end: number }[] | undefined {
+  const ranges: { start: number; end: number }[] = [];
+  const ok = scanTopLevel(body, [field], (_f, start, end) => {
+    ranges.push({ start, end });
+    return true;
+  });
+  return ok ? ranges : undefined;
+}
+
+/** One pass over the top-level object, calling `onValue` with each wanted field's value range; false when unreadable. */
+function scanTopLevel(body: Uint8Array, fields: readonly string[], onValue: (field: string, start: number, end: number) => boolean): boolean {
+  const wanted = fields.map((f) => Buffer.from(f, 'utf8'));
   let i = skipWs(body, 0);
-  if (body[i] !== LBRACE) return undefined;
+  if (body[i] !== LBRACE) return false;
   i = skipWs(body, i + 1);
-  if (body[i] === RBRACE) return atEnd(body, i + 1) ? found : undefined;
+  if (body[i] === RBRACE) return atEnd(body, i + 1);
   for (let count = 0; count < MAX_TOP_LEVEL_FIELDS; count++) {
-    if (body[i] !== QUOTE) return undefined;
+    if (body[i] !== QUOTE) return false;
     const nameEnd = stringEnd(body, i);
-    if (nameEnd < 0) return undefined;
+    if (nameEnd < 0) return false;
     const field = matchField(body, i, nameEnd, fields, wanted);
-    if (field === INVALID) return undefined;
+    if (field === INVALID) return false;
     i = skipWs(body, nameEnd);
-    if (body[i] !== COLON) return undefined;
+    if (body[i] !== COLON) return false;
     i = skipWs(body, i + 1);
     const valueEnd = skipValue(body, i);
-    if (valueEnd < 0) return undefined;
-    if (field !== undefined) {
-      const value = readValue(body, i, valueEnd);
-      if (value === INVALID) return undefined;
-      found.set(field, value);
-    }
+    if (valueEnd < 0) return false;
+    if (field !== undefined && !onValue(field, i, valueEnd)) return false;
     i = skipWs(body, valueEnd);
     if (body[i] === COMMA) {
       i = skipWs(body, i + 1);
       continue;
     }
-    if (body[i] === RBRACE) return atEnd(body, i + 1) ? found : undefined;
-    return undefined;
+    if (body[i] === RBRACE) return atEnd(body, i + 1);
+    return false;
   }
-  return undefined;
+  return false;
 }
 
 const INVALID = Symbol('invalid');

@@ -168,7 +168,7 @@ class HandshakeLoop {
       }
       if (result.kind === 'open') {
         pool.observe(lease, result.headers, clock.now());
-        this.#trail.push({ key: lease.state.key.name, result: '101', then: 'deliver' });
+        this.#trail.push({ upstream: this.#deps.pool.upstream, key: lease.state.key.name, result: '101', then: 'deliver' });
         // The handshake is the answer: a probe ends here, and the key is good.
         lease.answered(true);
         pool.succeeded(lease.state, this.#req.demand.model);
@@ -183,7 +183,7 @@ class HandshakeLoop {
 
   #failed(lease: Lease, r: Extract<HandshakeResult, { kind: 'failed' }>): Next {
     const d = this.#judge(lease, { kind: 'failed', phase: r.phase, timedOut: r.timedOut });
-    this.#trail.push({ key: lease.state.key.name, result: r.timedOut ? 'handshake_timeout' : r.phase, then: d.kind === 'fail' ? d.why : d.kind });
+    this.#trail.push({ upstream: this.#deps.pool.upstream, key: lease.state.key.name, result: r.timedOut ? 'handshake_timeout' : r.phase, then: d.kind === 'fail' ? d.why : d.kind });
     lease.end(undefined);
     this.#last = r.timedOut ? { kind: 'timeout' } : { kind: 'network', reason: describeNetworkError(r.error) };
     return d.kind === 'retry' ? { kind: 'again', charge: true } : this.#stop(this.#giveUp());
@@ -207,7 +207,7 @@ class HandshakeLoop {
       d = this.#judge(lease, { kind: 'answered', status: r.status, headers: r.headers, body });
     }
     const state = lease.state;
-    this.#trail.push({ key: state.key.name, result: String(r.status), then: d.kind === 'fail' ? d.why : d.kind });
+    this.#trail.push({ upstream: this.#deps.pool.upstream, key: state.key.name, result: String(r.status), then: d.kind === 'fail' ? d.why : d.kind });
     if (d.kind === 'read-body') throw new Error('policy asked for a body twice'); // a keypool bug
     body ??= await readText(r);
     switch (d.kind) {
@@ -221,7 +221,7 @@ class HandshakeLoop {
         if (d.cause === 'answer') {
           this.#barred.add(state);
           const answer = this.#answerOf(r, body);
-          this.#last = { kind: 'answer', answer };
+          this.#last = { kind: 'answer', answer, modelRefusal: d.penalty.kind === 'cool' };
           if (d.penalty.kind === 'cool') pool.rememberAnswer(this.#req.demand.model, answer);
         } else {
           this.#last = { kind: d.cause === 'auth' ? 'auth' : 'limit', status: r.status, body };

@@ -33,6 +33,7 @@ export function recordOf(ctx: Context, totalMs: number, status: number, o: Conne
     method: 'GET',
     path: pathOnly(ctx.url),
     upstream: ctx.upstream,
+    chain: [ctx.upstream],
     client: ctx.client,
     model: ctx.model,
     stream: true,

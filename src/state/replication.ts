@@ -12,7 +12,11 @@ export class Replication {
   readonly #clock: Clock;
   readonly #logger: Logger;
 
-  constructor(pools: ReadonlyMap<string, KeyPool>, store: StateStore, clock: Clock, logger: Logger) {
+  /** Where another replica's open circuit is applied (the proxy's circuits). */
+  readonly #onCircuit: (upstream: string, until: number) => void;
+
+  constructor(pools: ReadonlyMap<string, KeyPool>, store: StateStore, clock: Clock, logger: Logger, onCircuit: (upstream: string, until: number) => void = () => {}) {
+    this.#onCircuit = onCircuit;
     this.#pools = pools;
     this.#store = store;
     this.#clock = clock;
@@ -33,6 +37,11 @@ export class Replication {
     }
   }
 
+  /** This replica opened an upstream's circuit: the others skip the upstream too. */
+  circuitOpened(upstream: string, until: number): void {
+    void this.#store.publish({ kind: 'circuit', upstream, until });
+  }
+
   /** Pushes what this replica knows and pulls what the others know (start-up, and after an outage). */
   async sync(): Promise<void> {
     const now = this.#clock.now();
@@ -45,6 +54,10 @@ export class Replication {
   }
 
   #apply(f: StoredFact, live: boolean): void {
+    if (f.kind === 'circuit') {
+      if (f.until > this.#clock.now()) this.#onCircuit(f.upstream, f.until);
+      return;
+    }
     const name = this.#pools.get(f.upstream)?.applyShared(f, this.#clock.now());
     if (name !== undefined && live) {
       this.#logger.debug({ upstream: f.upstream, key: name, fact: f.kind, model: f.kind === 'cooldown' ? f.model : undefined }, 'applied a fact from another replica');

@@ -22,8 +22,15 @@ export type {
   UsageCounter,
 } from '../keys/ledger.js';
 
-/** A fact with the upstream it belongs to. */
-export type StoredFact = SharedFact & { readonly upstream: string };
+/** A fact with the upstream it belongs to: about one of its keys, or its circuit (open until `until`). */
+export type StoredFact = (SharedFact & { readonly upstream: string }) | CircuitFact;
+
+/** An upstream's circuit opened (proxy/circuit.ts): every replica skips it until `until`. */
+export interface CircuitFact {
+  readonly kind: 'circuit';
+  readonly upstream: string;
+  readonly until: number;
+}
 
 /** Facts replicas share: cooldowns (only ever extended) and disabled keys. */
 export interface FactStore {
@@ -64,6 +71,7 @@ export function expiryOf(f: StoredFact, now: number, disabledTtlMs: number): num
 
 /** Identity of a fact in the store: one cooldown per key and model, one disabled flag per key. */
 export function factId(f: StoredFact): string {
+  if (f.kind === 'circuit') return `${f.upstream}:circuit`;
   return f.kind === 'disabled' ? `${f.upstream}:dis:${f.fingerprint}` : `${f.upstream}:cd:${f.fingerprint}:${f.model}:${f.reason}`;
 }
 

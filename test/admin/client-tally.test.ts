@@ -9,6 +9,7 @@ const rec = (client: string, status: number, usage?: { input: number; output: nu
   method: 'POST',
   path: '/v1/chat/completions',
   upstream: 'openai',
+  chain: ['openai'],
   client,
   model: 'gpt-4o',
   stream: false,

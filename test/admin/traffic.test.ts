@@ -12,6 +12,7 @@ const rec = (o: Partial<RequestRecord> & { trail?: TrailStep[] } = {}): RequestR
   method: 'POST',
   path: '/v1/chat/completions',
   upstream: 'openai',
+  chain: ['openai'],
   client: 'c',
   model: 'gpt-4o',
   stream: false,
@@ -20,7 +21,7 @@ const rec = (o: Partial<RequestRecord> & { trail?: TrailStep[] } = {}): RequestR
   attempts: o.trail?.length ?? 1,
   retries: 0,
   key: 'k1',
-  trail: [{ key: 'k1', result: '200', then: 'deliver' }],
+  trail: [{ upstream: 'openai', key: 'k1', result: '200', then: 'deliver' }],
   cut: undefined,
   totalMs: 10,
   waitedMs: 0,
@@ -33,9 +34,9 @@ const rec = (o: Partial<RequestRecord> & { trail?: TrailStep[] } = {}): RequestR
 describe('Traffic', () => {
   it('adds attempts by result, rotations, retries, refused replays, cuts and times', () => {
     const t = new Traffic(config);
-    t.record(rec({ trail: [{ key: 'k1', result: '429', then: 'rotate' }, { key: 'k2', result: '200', then: 'deliver' }], retries: 0 }), 1_000);
-    t.record(rec({ trail: [{ key: 'k2', result: '500', then: 'retry' }, { key: 'k1', result: '200', then: 'deliver' }], retries: 1, cut: 'idle', status: 502, waitedMs: 3 }), 1_000);
-    t.record(rec({ trail: [{ key: 'k1', result: 'sent', then: 'replay_refused' }], error: 'keypool_upstream_may_have_processed', status: 502 }), 1_000);
+    t.record(rec({ trail: [{ upstream: 'openai', key: 'k1', result: '429', then: 'rotate' }, { upstream: 'openai', key: 'k2', result: '200', then: 'deliver' }], retries: 0 }), 1_000);
+    t.record(rec({ trail: [{ upstream: 'openai', key: 'k2', result: '500', then: 'retry' }, { upstream: 'openai', key: 'k1', result: '200', then: 'deliver' }], retries: 1, cut: 'idle', status: 502, waitedMs: 3 }), 1_000);
+    t.record(rec({ trail: [{ upstream: 'openai', key: 'k1', result: 'sent', then: 'replay_refused' }], error: 'keypool_upstream_may_have_processed', status: 502 }), 1_000);
     t.record(rec({ trail: [], attempts: 0, status: 413, upstreamMs: 0 }), 1_000);
     const u = t.upstreams.get('openai')!;
     expect(Object.fromEntries(u.keys.get('k1')!.attempts)).toEqual({ '429': 1, '200': 1, sent: 1 });
@@ -56,8 +57,8 @@ describe('Traffic', () => {
 
   it('counts an upstream or key a reload added after start', () => {
     const t = new Traffic(config);
-    t.record(rec({ upstream: 'added', trail: [{ key: 'added-1', result: '200', then: 'deliver' }] }), 1_000);
-    t.record(rec({ trail: [{ key: 'k3', result: '200', then: 'deliver' }] }), 1_000);
+    t.record(rec({ upstream: 'added', chain: ['added'], trail: [{ upstream: 'added', key: 'added-1', result: '200', then: 'deliver' }] }), 1_000);
+    t.record(rec({ trail: [{ upstream: 'openai', key: 'k3', result: '200', then: 'deliver' }] }), 1_000);
     expect(t.perMinute('added', 'added-1', 1_000)).toEqual({ requests: 1, rateLimited: 0 });
     expect(t.perMinute('openai', 'k3', 1_000)).toEqual({ requests: 1, rateLimited: 0 });
     expect([...t.upstreams.get('openai')!.keys.keys()]).toEqual(['k1', 'k2', 'k3']);
@@ -75,7 +76,7 @@ describe('Traffic', () => {
 
   it('bounds attempt results per key and cut reasons per upstream', () => {
     const t = new Traffic(config);
-    for (let i = 0; i < 500; i++) t.record(rec({ trail: [{ key: 'k1', result: `x${i}`, then: 'rotate' }], cut: `why-${i}` }), 1_000);
+    for (let i = 0; i < 500; i++) t.record(rec({ trail: [{ upstream: 'openai', key: 'k1', result: `x${i}`, then: 'rotate' }], cut: `why-${i}` }), 1_000);
     const u = t.upstreams.get('openai')!;
     expect(u.keys.get('k1')!.attempts.size).toBeLessThanOrEqual(65);
     expect(u.cuts.size).toBeLessThanOrEqual(65);

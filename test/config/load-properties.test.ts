@@ -18,6 +18,7 @@ const FIELDS = [
   'backoffBaseMs', 'backoffMaxMs', 'cooldown', 'backoffBaseMs', 'backoffMaxMs', 'outOfCreditMs',
   'maxMs', 'probeAfterMs', 'state', 'file', 'flushDelayMs', 'redis', 'url', 'replicaTimeoutMs', 'queue', 'maxSize',
   'clientHeader', 'streamKeepAlive', 'keepAliveIntervalMs',
+  'fallbacks', 'modelFallbacks', 'errorFallbacks', 'contextLengthExceeded', 'circuit', 'failures', 'windowMs', 'openMs', 'models', 'model', 'upstream', 'provider',
 ] as const;
 const VARS = ['A', 'B', 'PORT', 'KEYS', 'constructor', 'KEYPOOL_HOST', 'KEYPOOL_PORT', 'KEYPOOL_STATE_FILE'] as const;
 

@@ -122,7 +122,7 @@ describe('loadConfigText', () => {
     const dupPrefix = `upstreams:
   - { name: a, baseUrl: "http://127.0.0.1:1", keys: [k1] }
   - { name: b, baseUrl: "http://127.0.0.1:2", keys: [k2] }`;
-    expect(problemsOf(() => loadConfigText(dupPrefix, {}))).toEqual(['upstreams[1].prefix: /v1 is already used by upstreams[0]']);
+    expect(problemsOf(() => loadConfigText(dupPrefix, {}))).toEqual(['upstreams[1].prefix: /v1 is already used by upstreams[0]; upstreams sharing a prefix must list their models (one may list none and take the rest)']);
     const dupName = 'upstreams: [{ name: a, baseUrl: "http://x", keys: [{name: n, key: k1}, {name: n, key: k2}] }]';
     expect(problemsOf(() => loadConfigText(dupName, {}))).toEqual(['upstreams[0].keys[1].key: key name n is used twice']);
   });
