@@ -122,6 +122,34 @@ describe('fallback chains', () => {
     expect(JSON.parse(r.text).error.code).toBe('keypool_pool_exhausted');
   });
 
+  it('budget arithmetic: charged attempts spent on the primary are not given again to the fallback', async () => {
+    // Primary: 1 key, 429 for 50 ms each time (a wait for it is charged); maxRetries 2 spent there, then
+    // the fallback gets its free attempt only.
+    const h = await chain(
+      [
+        { name: 'primary', script: () => act.json(429, { error: { message: 'Rate limit reached' } }, { 'retry-after-ms': '20' }), keys: 1, config: { fallbacks: [{ upstream: 'azure' }] } },
+        { name: 'azure', script: down, keys: 1 },
+      ],
+      { retry: { maxWaitMs: 5_000 } },
+    );
+    const r = await h.call();
+    expect([h.up.primary!.requests.length, h.up.azure!.requests.length]).toEqual([3, 1]);
+    expect(r.headers['x-keypool-attempts']).toBe('4');
+    expect(h.requestLines().at(-1)!.retries).toBe(2);
+  });
+
+  it('an upstream with another auth header never gets the previous target’s key header', async () => {
+    const h = await chain([
+      { name: 'primary', script: down, keys: 1, config: { fallbacks: [{ upstream: 'azure' }] } },
+      { name: 'azure', script: ok('azure'), keys: 1, config: { authHeader: 'api-key' } },
+    ]);
+    const r = await h.call();
+    expect(r.status).toBe(200);
+    const got = h.up.azure!.requests[0]!.headers;
+    expect(got['api-key']).toBe(secretOf('azure', 0));
+    expect(got.authorization).toBeUndefined();
+  });
+
   it('every primary key out of credit: the fallback serves, and later requests go straight to it', async () => {
     const h = await chain([
       { name: 'primary', script: outOfCredit, keys: 2, config: { fallbacks: [{ upstream: 'openrouter', model: 'openai/gpt-4o' }] } },
