@@ -40,9 +40,17 @@ export class Key {
     this.options = options;
   }
 
+  #bearer: string | undefined;
+
   /** The secret, for the one place that injects it into an upstream request. */
   reveal(): string {
     return this.#secret;
+  }
+
+  /** `Bearer <secret>`, built once (every attempt on an Authorization upstream sends it). */
+  revealBearer(): string {
+    this.#bearer ??= `Bearer ${this.#secret}`;
+    return this.#bearer;
   }
 
   /** `sk-…wxyz` for long keys, `****` for short ones (a short key's tail would be most of it). */

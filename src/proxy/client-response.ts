@@ -12,6 +12,14 @@ export function keypoolHeaders<T extends Record<string, unknown>>(headers: T, at
   return headers;
 }
 
+/** The same x-keypool-* appended to a flat header list. */
+export function keypoolHeaderList(list: string[], attempts: number, key: string | undefined, waitedMs: number): string[] {
+  list.push('x-keypool-attempts', String(attempts));
+  if (key !== undefined) list.push('x-keypool-key', key);
+  if (waitedMs > 0) list.push('x-keypool-wait-ms', String(Math.round(waitedMs)));
+  return list;
+}
+
 export function sendError(res: ServerResponse, error: KeypoolError, attempts: number, key?: string, waitedMs = 0, format: ErrorFormat = 'openai'): void {
   const body = JSON.stringify(error.toBody(format));
   const headers = keypoolHeaders({ ...error.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(body)) }, attempts, key, waitedMs);

@@ -7,10 +7,11 @@ import type { Logger } from 'pino';
 import type { ErrorFormat } from '../errors.js';
 import { KeypoolError } from '../errors.js';
 import type { BodyEnd } from './attempt.js';
-import { keypoolHeaders, sendError } from './client-response.js';
-import { clientResponseHeaders, headerValue } from './headers.js';
+import { keypoolHeaderList, keypoolHeaders, sendError } from './client-response.js';
+import { clientResponseHeaderList, headerValue } from './headers.js';
 import type { StreamKeepAlive } from './keep-alive.js';
 import { errorInStream } from './provider-signals.js';
+import type { Cancellation } from './request-signal.js';
 import { RequestAborted, type RotateOutcome } from './rotate.js';
 import { EventAligner, isEventStream, streamErrorEvent } from './sse.js';
 import { UsageTap, type Usage } from './usage-tap.js';
@@ -20,11 +21,13 @@ export const CLIENT_CLOSED = 499;
 
 export interface DeliveryContext {
   readonly res: ServerResponse;
+  /** keypool's id for the request: x-keypool-request-id on whatever head is written. */
+  readonly requestId: string;
   readonly format: ErrorFormat;
   readonly keepAlive: StreamKeepAlive | undefined;
   /** Headers keypool adds to what the upstream sent (which fallback served, with which model). */
   readonly extraHeaders: Readonly<Record<string, string>>;
-  readonly signal: AbortSignal;
+  readonly signal: Cancellation;
   readonly abort: (why: RequestAborted) => void;
   /** How shutdown cuts this request; replaced once bytes may reach the client. */
   readonly me: { cut: (reason: string) => void };
@@ -56,6 +59,7 @@ export async function deliver(c: DeliveryContext, outcome: RotateOutcome): Promi
       c.done();
       if (keepAlive?.committed) keepAlive.failWith(outcome.error, format);
       else {
+        res.setHeader('x-keypool-request-id', c.requestId);
         for (const [k, v] of Object.entries(c.extraHeaders)) res.setHeader(k, v);
         sendError(res, outcome.error, outcome.attempts, outcome.key?.key.name, outcome.waitedMs, format);
       }
@@ -66,7 +70,7 @@ export async function deliver(c: DeliveryContext, outcome: RotateOutcome): Promi
       if (keepAlive?.committed) keepAlive.fail(answer.body);
       else {
         const body = Buffer.from(answer.body, 'utf8');
-        const headers = keypoolHeaders({ ...answer.headers, ...c.extraHeaders, 'content-length': String(body.length) }, outcome.attempts, outcome.key?.key.name, outcome.waitedMs);
+        const headers = keypoolHeaders({ ...answer.headers, ...c.extraHeaders, 'x-keypool-request-id': c.requestId, 'content-length': String(body.length) }, outcome.attempts, outcome.key?.key.name, outcome.waitedMs);
         res.writeHead(answer.status, headers);
         res.end(body);
       }
@@ -110,7 +114,10 @@ async function stream(c: DeliveryContext, outcome: Extract<RotateOutcome, { kind
         end = await attempt.deliver(res, events, tapChunk);
       }
     } else {
-      const headers = keypoolHeaders({ ...clientResponseHeaders(outcome.headers), ...c.extraHeaders }, outcome.attempts, lease.state.key.name, outcome.waitedMs);
+      const headers = clientResponseHeaderList(outcome.headers);
+      headers.push('x-keypool-request-id', c.requestId);
+      for (const name in c.extraHeaders) headers.push(name, c.extraHeaders[name]!);
+      keypoolHeaderList(headers, outcome.attempts, lease.state.key.name, outcome.waitedMs);
       res.writeHead(status, headers);
       // A stream's first event may be seconds away; send the head now so the client knows it is on.
       if (outcome.headers['content-length'] === undefined) res.flushHeaders();

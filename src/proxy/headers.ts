@@ -71,9 +71,10 @@ export function upstreamRequestHeaders(client: IncomingHttpHeaders): Record<stri
 export function setKey(
   headers: Record<string, string | string[]>,
   authHeader: string,
-  secret: string,
+  secret: string | { reveal(): string; revealBearer(): string },
 ): Record<string, string | string[]> {
-  headers[authHeader] = authHeader === 'authorization' ? `Bearer ${secret}` : secret;
+  if (typeof secret === 'string') headers[authHeader] = authHeader === 'authorization' ? `Bearer ${secret}` : secret;
+  else headers[authHeader] = authHeader === 'authorization' ? secret.revealBearer() : secret.reveal();
   return headers;
 }
 
@@ -87,6 +88,22 @@ export function clientResponseHeaders(
     const v = upstream[name];
     if (v === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
     out[name] = v;
+  }
+  return out;
+}
+
+/**
+ * The same as a flat [name, value, name, value...] list, which writeHead takes without building another
+ * object (the hot path: every delivered answer).
+ */
+export function clientResponseHeaderList(upstream: Readonly<Record<string, string | string[] | undefined>>): string[] {
+  const listed = connectionListed(upstream.connection);
+  const out: string[] = [];
+  for (const name in upstream) {
+    const v = upstream[name];
+    if (v === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    if (typeof v === 'string') out.push(name, v);
+    else for (const one of v) out.push(name, one);
   }
   return out;
 }

@@ -16,6 +16,7 @@ import type { Attempt, AttemptHead } from './attempt.js';
 import { decodeBody } from './body-text.js';
 import { clientResponseHeaders } from './headers.js';
 import type { Circuit } from './circuit.js';
+import { abortSignalOf, type Cancellation } from './request-signal.js';
 import { errorInStream, isContextLengthExceeded } from './provider-signals.js';
 import { firstDataEvent, isEventStream } from './sse.js';
 import { describeNetworkError, giveUp, queueFull, replayRefused, type Failure } from './give-up.js';
@@ -55,7 +56,7 @@ export interface RotateDeps {
 
 export interface RotateRequest {
   /** Aborted with a RequestAborted reason when the client leaves or the deadline passes. */
-  readonly signal: AbortSignal;
+  readonly signal: Cancellation;
   /** Epoch ms by which the request must be done. */
   readonly deadline: number;
   readonly method: string;
@@ -232,7 +233,7 @@ class AttemptLoop {
     const next = pool.nextAvailableAt(this.#req.demand, now);
     if (delay > 0 && next !== undefined && next < now + delay) {
       try {
-        await clock.sleep(delay, this.#req.signal);
+        await clock.sleep(delay, abortSignalOf(this.#req.signal));
       } catch {
         return this.#stopped();
       }
@@ -301,7 +302,7 @@ class AttemptLoop {
         client: this.#req.client,
         demand: this.#req.demand,
         maxWaitMs: limit,
-        signal: this.#req.signal,
+        signal: abortSignalOf(this.#req.signal),
         tryAcquire,
         giveBack: (l) => l.abandon(),
       });
@@ -446,7 +447,21 @@ class AttemptLoop {
       // At the head, not the end of the stream: a good answer opens a probed key to everyone at once.
       lease.answered(head.status < 300);
       if (head.status < 300) pool.succeeded(state, this.#req.demand.model);
-      return this.#stop(this.#outcome({ kind: 'deliver', attempt, status: head.status, headers: head.headers, lease }));
+      // The common end of a request, written out in full: a spread of differently shaped bodies is slow.
+      const delivered: RotateOutcome = {
+        kind: 'deliver',
+        attempt,
+        status: head.status,
+        headers: head.headers,
+        lease,
+        attempts: this.#attempts,
+        retries: this.#budget.charged,
+        waitedMs: this.#waited,
+        upstreamMs: this.#upstreamMs,
+        key: this.#key,
+        trail: this.#trail,
+      };
+      return { kind: 'stop', outcome: delivered };
     }
     // Not delivered: keep what the upstream said, for the client's error if the request runs out.
     bodyText ??= await this.#readBody(attempt, head);

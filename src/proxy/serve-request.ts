@@ -19,6 +19,7 @@ import { serveModelList } from './model-list.js';
 import { pathHints, withPathModel } from './path-model.js';
 import { readBody } from './request-body.js';
 import { requestInfo } from './request-info.js';
+import { RequestSignal } from './request-signal.js';
 import { headerCountError, resolveTarget } from './request-target.js';
 import { logFields, type RequestListener, type RequestRecord } from './request-record.js';
 import { RequestAborted, rotate, type RotateOutcome, type TrailStep } from './rotate.js';
@@ -113,14 +114,20 @@ export function prefixHandler(
       };
       // Usage is the serving key's: counted on the pool of the upstream that answered.
       if (d?.usage !== undefined && o?.key !== undefined) targets.get(served.upstream)?.pool.countTokens(o.key, d.usage.input, d.usage.output);
-      logger.info(logFields(record), 'request');
+      // The line's fields are built only when the line is written (log.level warn and above skip it).
+      if (logger.isLevelEnabled('info')) logger.info(logFields(record), 'request');
       for (const fn of listeners) fn(record);
     };
+    // The request id goes on with the head that is written (a header set ahead of writeHead would put
+    // every delivered answer on node's slow merging path).
+    const stamp = (): void => {
+      res.setHeader('x-keypool-request-id', requestId);
+    };
     const refuse = (error: KeypoolError, upstream: string): void => {
+      stamp();
       sendError(res, error, 0, undefined, 0, format);
       log(error.status, undefined, { upstream }, { error: error.code });
     };
-    res.setHeader('x-keypool-request-id', requestId);
     // Hygiene first: nothing goes anywhere for a target that could leave the base path, an odd method or too many headers.
     const hygiene = resolveTarget(method, url, fallback, host);
     const refused = hygiene.ok ? headerCountError(req.rawHeaders.length / 2) : hygiene.error;
@@ -175,7 +182,9 @@ export function prefixHandler(
     const body = read;
     const stickyFields = fallback.sticky?.bodyFields ?? NO_FIELDS;
     const info = requestInfo(body, headerValue(req.headers['content-type']), stickyFields);
-    const hints = group.map((u) => pathHints(u.provider, hygiene.path)).find((h) => h.model !== undefined) ?? pathHints(fallback.provider, hygiene.path);
+    let hints = pathHints(fallback.provider, hygiene.path);
+    // On a shared prefix, any member's provider may name the model in the path (Gemini, Azure).
+    for (let i = 0; i < group.length && hints.model === undefined && group.length > 1; i++) hints = pathHints(group[i]!.provider, hygiene.path);
     const model = hints.model ?? info.demand.model;
     seen.model = model;
     seen.stream = info.stream || hints.stream;
@@ -191,10 +200,10 @@ export function prefixHandler(
       return;
     }
 
-    const ctl = new AbortController();
+    const ctl = new RequestSignal();
     let current: Attempt | undefined;
     const abort = (why: RequestAborted): void => {
-      if (ctl.signal.aborted) return;
+      if (ctl.aborted) return;
       ctl.abort(why);
       current?.cancel(why);
     };
@@ -215,6 +224,9 @@ export function prefixHandler(
     };
     const deadline = clock.now() + retry.timeoutMs;
     const clientHeaders = upstreamRequestHeaders(req.headers);
+    const steps = chainFor(member, model);
+    const pristine = steps.length > 1 || member.contextLengthFallbacks.length > 0 || group.length > 1 ? { ...clientHeaders } : undefined;
+    let targetsTried = 0;
     const session = fallback.sticky ? (headerValue(req.headers[fallback.sticky.header]) ?? info.sessionFromBody) : undefined;
 
     /** The request on one target of its chain: its own base path, headers, key and (maybe) model. */
@@ -230,11 +242,12 @@ export function prefixHandler(
         path = withPathModel(u.provider, path, step.model);
         sent = withModel(body, step.model) ?? body;
       }
-      // Headers per target: one upstream's key header must never reach another.
-      const headers = withDefaults({ ...clientHeaders }, u.defaultHeaders);
+      // Headers per target: one upstream's key header must never reach another. The first target takes
+      // the client's copy itself; any later one a copy of it as it was before.
+      const headers = withDefaults(pristine === undefined || targetsTried++ === 0 ? clientHeaders : { ...pristine }, u.defaultHeaders);
       const headersTimeoutMs = stream ? retry.streamHeadersTimeoutMs : retry.headersTimeoutMs;
       return rotate(step.target.rotate, {
-        signal: ctl.signal,
+        signal: ctl,
         deadline,
         method,
         // Rate limits and refusals are kept per model; a request whose model cannot be read (a multipart
@@ -242,7 +255,12 @@ export function prefixHandler(
         demand: { model: asked === '' ? endpointScope(resolved.path) : asked, tokens: info.demand.tokens },
         client: seen.client,
         session,
-        onWait: keepAlive ? () => keepAlive.start() : undefined,
+        onWait: keepAlive
+          ? () => {
+              if (!keepAlive.committed) stamp();
+              keepAlive.start();
+            }
+          : undefined,
         stream,
         commitOnContentMs: stream ? u.commitOnContentMs : undefined,
         budget: step.budget,
@@ -252,7 +270,7 @@ export function prefixHandler(
           const o = lease.state.key.options;
           // A key with its own baseUrl (another Azure resource) gets the same request under its own base path.
           let to = o.basePath === undefined ? path : o.basePath + path.slice(u.basePath.length);
-          if (u.auth.kind === 'header') setKey(headers, u.auth.name, lease.state.key.reveal());
+          if (u.auth.kind === 'header') setKey(headers, u.auth.name, lease.state.key);
           else to = withQueryKey(to, u.auth.name, lease.state.key.reveal());
           current = new Attempt(agent, { origin: o.origin ?? u.origin, path: to, method: method as Dispatcher.HttpMethod, headers, body: sent, headersTimeoutMs, idleTimeoutMs: retry.idleTimeoutMs });
           return current;
@@ -268,7 +286,7 @@ export function prefixHandler(
     }
 
     const walked = await walkChain({
-      steps: chainFor(member, model),
+      steps,
       contextSteps: member.contextLengthFallbacks,
       targets,
       allowed: (name) => known === undefined || gate === undefined || gate.mayUse(known, name),
@@ -282,7 +300,7 @@ export function prefixHandler(
     log(d.status, walked.outcome, { upstream: servedBy, model: served === model ? undefined : served, walked: walked.walked }, d);
 
     function deliveryOf(r: ServerResponse, k: StreamKeepAlive | undefined, extraHeaders: Readonly<Record<string, string>>) {
-      return { res: r, format, keepAlive: k, extraHeaders, signal: ctl.signal, abort, me, done, timeoutMs: retry.timeoutMs, idleTimeoutMs: retry.idleTimeoutMs, logger };
+      return { res: r, requestId, format, keepAlive: k, extraHeaders, signal: ctl, abort, me, done, timeoutMs: retry.timeoutMs, idleTimeoutMs: retry.idleTimeoutMs, logger };
     }
   };
   return { upstream: fallback, group, run };

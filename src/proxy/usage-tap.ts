@@ -35,6 +35,8 @@ export class UsageTap {
 
   /** The usage the answer reported, if any: the largest input count seen, the last output count. */
   read(): Usage | undefined {
+    // A small answer is all in the tail: read it once, not head and tail over the same bytes.
+    if (this.#tailSize === this.#headSize) return usageIn(Buffer.concat(this.#tail).toString('latin1'));
     const tailBuf = Buffer.concat(this.#tail);
     const text = Buffer.concat(this.#head).toString('latin1') + '\n' + tailBuf.subarray(Math.max(0, tailBuf.length - TAIL_BYTES)).toString('latin1');
     return usageIn(text);
@@ -43,6 +45,8 @@ export class UsageTap {
 
 /** Finds usage counts in text (a JSON answer, or SSE events); undefined when there are none. */
 export function usageIn(text: string): Usage | undefined {
+  // Every count this reads is named "..._tokens": most bodies are passed over with one search.
+  if (!text.includes('_tokens"')) return undefined;
   let input: number | undefined;
   let output: number | undefined;
   for (const m of text.matchAll(INPUT)) input = Math.max(input ?? 0, Number(m[1]));

@@ -53,6 +53,13 @@ interface Step {
 
 export async function walkChain(w: WalkRequest): Promise<Walked> {
   const budget = { charged: 0 };
+  const only = w.steps.length === 1 && w.contextSteps.length === 0 ? w.steps[0] : undefined;
+  const alone = only === undefined ? undefined : w.targets.get(only.upstream);
+  if (only !== undefined && alone !== undefined) {
+    // Most requests have no chain: their one outcome is the answer, nothing to sum.
+    const outcome = await w.run({ target: alone, model: only.model, budget, leaveOnFault: false, rerouteContextLength: false });
+    return { outcome, target: alone, model: only.model, walked: [alone.upstream.name] };
+  }
   const done: Step[] = [];
   let steps = w.steps;
   let inContextChain = false;

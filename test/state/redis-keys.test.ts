@@ -135,7 +135,7 @@ describe.skipIf(!available)('Redis keys', () => {
     await new Promise((r) => setTimeout(r, 100));
     await a.publish(cooldown('fplong02'));
     expect(await admin.zcard(`${prefix}facts`)).toBe(2);
-    expect((await a.load()).map((f) => f.fingerprint).sort()).toEqual(['fplong01', 'fplong02']);
+    expect((await a.load()).map((f) => (f.kind === 'circuit' ? f.upstream : f.fingerprint)).sort()).toEqual(['fplong01', 'fplong02']);
   });
 
   it('load pages through the index: every fact of a large pool, once', async () => {
@@ -145,7 +145,7 @@ describe.skipIf(!available)('Redis keys', () => {
     await Promise.all(Array.from({ length: n }, (_, i) => a.publish(cooldown(`fp${String(i).padStart(6, '0')}`))));
     const loaded = await (await open(prefix)).load();
     expect(loaded).toHaveLength(n);
-    expect(new Set(loaded.map((f) => f.fingerprint)).size).toBe(n);
+    expect(new Set(loaded.map((f) => (f.kind === 'circuit' ? f.upstream : f.fingerprint))).size).toBe(n);
   });
 
   it('a replica that leaves takes its slots and its heartbeat with it', async () => {
