@@ -232,7 +232,49 @@ async function run(options: Partial<KeyOptions>[], strategy: StrategyName, share
   }
 }
 
+/** Counts the keys a pool looks at: every check of a key reads its scopes. */
+function countLooks(pool: KeyPool): { looks: number } {
+  const c = { looks: 0 };
+  for (const s of pool.states()) {
+    const get = s.scopes.get.bind(s.scopes);
+    s.scopes.get = (k) => {
+      c.looks++;
+      return get(k);
+    };
+  }
+  return c;
+}
+
 describe('choice index', () => {
+  it('with 2,000 keys all but one cooling, a choice and nextAvailableAt look at a handful of keys, not the pool', () => {
+    const n = 2_000;
+    const pool = new KeyPool('u', Array.from({ length: n }, (_, i) => new Key(`k${i}`, `secret-${i}`)));
+    const d = { model: 'm1', tokens: 100 };
+    const states = pool.states();
+    for (let i = 0; i < n - 1; i++) pool.cool(states[i]!, 'm1', T0 + 600_000, 'rate_limited', T0);
+    // The first look at a model learns every key once.
+    pool.acquire({ demand: d, now: T0 })!.end();
+    const c = countLooks(pool);
+    for (let r = 0; r < 50; r++) {
+      const l = pool.acquire({ demand: d, now: T0 + r })!;
+      expect(l.state.key.name).toBe(`k${n - 1}`);
+      l.end();
+      expect(pool.nextAvailableAt(d, T0 + r)).toBe(T0 + r);
+    }
+    expect(c.looks / 50).toBeLessThan(20);
+    // All cooling: the earliest return, known without asking each key again.
+    pool.cool(states[n - 1]!, 'm1', T0 + 700_000, 'rate_limited', T0);
+    expect(pool.nextAvailableAt(d, T0 + 100)).toBe(T0 + 600_000);
+    c.looks = 0;
+    for (let r = 0; r < 50; r++) {
+      expect(pool.nextAvailableAt(d, T0 + 100 + r)).toBe(T0 + 600_000);
+      expect(pool.acquire({ demand: d, now: T0 + 100 + r })).toBeUndefined();
+    }
+    expect(c.looks / 50).toBeLessThan(20);
+    // Time moving past the cooldowns: every key is free again, round robin goes on from the cursor.
+    expect(pool.acquire({ demand: d, now: T0 + 600_000 })?.state.key.name).toBe('k0');
+  });
+
   it('chooses exactly the key the plain scan chooses, and agrees on nextAvailableAt, for any sequence of pool operations', async () => {
     await fc.assert(
       fc.asyncProperty(
