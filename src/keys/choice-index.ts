@@ -64,6 +64,11 @@ export class ChoiceIndex {
     return idx;
   }
 
+  /** The model's index if it has one, without making one (for checks of what the index claims). */
+  peek(model: string): ReadyIndex | undefined {
+    return this.#byModel.get(model);
+  }
+
   /** A change that can only keep the key out longer (or not at all). */
   tightened(s: KeyState): void {
     if (this.#states[s.index] !== s) return;
@@ -96,10 +101,11 @@ export class ChoiceIndex {
     const s = this.#states[i]!;
     const e = blockEntry(s, model, now, this.#groupOf(s), this.#entry);
     if (e.event) this.#waiting.add(i);
-    idx.set(i, e.notBefore, e.notBefore <= now ? Infinity : e.bound, e.exact, this.#stamp(i));
+    idx.set(i, e.notBefore, e.notBefore <= now ? Infinity : e.bound, e.exact, this.stampOf(i));
   }
 
-  #stamp(i: number): number {
+  /** The key's versions now: a leaf written under another stamp may have been blocked further since. */
+  stampOf(i: number): number {
     const g = this.#states[i]!.key.options.group;
     return this.#versions[i]! + (g === undefined ? 0 : (this.#groupVersions.get(g) ?? 0));
   }
@@ -126,7 +132,7 @@ export class ChoiceIndex {
     let free = false;
     soonest = idx.walkBelow(soonest, (i, limit) => {
       if (idx.notBefore(i) <= now) return limit;
-      const fresh = idx.stamp(i) === this.#stamp(i);
+      const fresh = idx.stamp(i) === this.stampOf(i);
       if (fresh && idx.exact(i)) return Math.min(limit, idx.bound(i));
       const s = states[i]!;
       const at = blockedUntil(s, d, now, this.#groupOf(s));
