@@ -1,11 +1,13 @@
-// What keypool knows about one key, and the pure rules over it: when the key can take a request with a
-// given demand (model, token estimate), and how rate-limit headers update its headroom.
+// What keypool knows about one key, and the pure rules over it: its scopes, probes, headroom and the
+// counting of a request (when it can take a demand is blocked.ts).
 // OpenAI's request and token limits are per model, so rate-limit state is kept per model ("scope");
 // credit and auth are key-wide. The empty scope '' holds what applies whatever the model.
 import type { Key } from './key.js';
-import { WINDOW_MS, countWindow, left, requestsShortUntil, roll, tokensShortUntil, windowFullUntil, type Bucket, type Mark, type Window } from './windows.js';
+import { WINDOW_MS, countWindow, left, roll, type Bucket, type Mark, type Window } from './windows.js';
 
 export { WINDOW_MS, type Bucket, type Mark, type Window } from './windows.js';
+// The availability rule lives in blocked.ts; exported here too, where it always was.
+export { blockedUntil } from './blocked.js';
 
 /**
  * Why a key is skipped for a while: the upstream's rate limit (per model), out of credit (key-wide), or
@@ -169,44 +171,6 @@ export function scopeFor(scopes: Map<string, Scope>, model: string, now = -Infin
     scopes.set(model, s);
   }
   return s;
-}
-
-/** When a scope lets a request of `tokens` through: 0 = now. */
-function scopeBlockedUntil(scope: Scope | undefined, tokens: number, now: number): number {
-  if (scope === undefined) return 0;
-  const until = Math.max(
-    scope.cooldownUntil,
-    scope.heldUntil,
-    requestsShortUntil(scope.requests, scope.sent, now),
-    tokensShortUntil(scope.tokens, scope.sentTokens, tokens, now),
-  );
-  return until > now ? until : 0;
-}
-
-/**
- * When the key can take this demand: 0 if now, an epoch ms, or Infinity when it waits for an event rather
- * than a time (a free in-flight slot, the end of a probe). A disabled key is back at `disabledUntil`.
- * `groupScopes` are the key's group's scopes, if it has a group.
- */
-export function blockedUntil(s: KeyState, d: Demand, now: number, groupScopes: Map<string, Scope> | undefined): number {
-  if (s.disabled !== undefined && s.disabledUntil > now) return s.disabledUntil;
-  let until = s.creditUntil > now ? s.creditUntil : 0;
-  until = Math.max(until, scopeBlockedUntil(s.scopes.get(''), d.tokens, now));
-  if (d.model !== '') until = Math.max(until, scopeBlockedUntil(s.scopes.get(d.model), d.tokens, now));
-  if (groupScopes !== undefined) {
-    until = Math.max(until, scopeBlockedUntil(groupScopes.get(''), 0, now));
-    if (d.model !== '') until = Math.max(until, scopeBlockedUntil(groupScopes.get(d.model), 0, now));
-  }
-  const o = s.key.options;
-  until = Math.max(until, windowFullUntil(s.rpm, o.rpm, 1, now), windowFullUntil(s.tpm, o.tpm, d.tokens, now));
-  if (until > now) return until;
-  if (probing(s.scopes.get(''), now) || (d.model !== '' && probing(s.scopes.get(d.model), now))) return Infinity;
-  if (o.maxConcurrent !== undefined && s.inflight >= o.maxConcurrent) return Infinity;
-  return 0;
-}
-
-function probing(scope: Scope | undefined, now: number): boolean {
-  return scope !== undefined && scope.probePending && scope.probeUntil > now;
 }
 
 /**

@@ -12,8 +12,8 @@ export interface LeaseOwner {
   freeSlot(s: KeyState): void;
   /** Undo what acquiring counted, for an attempt that never went out. */
   uncount(s: KeyState, demand: Demand): void;
-  /** A probe's answer is in (see KeyPool.probeOver). */
-  probeOver(probe: Scope, ok: boolean): void;
+  /** A probe of the key's scope has its answer (see KeyPool.probeOver). */
+  probeOver(s: KeyState, probe: Scope, ok: boolean): void;
 }
 
 export class Lease {
@@ -55,7 +55,7 @@ export class Lease {
     const probe = this.#probe;
     if (probe === undefined) return;
     this.#probe = undefined;
-    this.#owner.probeOver(probe, ok);
+    this.#owner.probeOver(this.state, probe, ok);
   }
 
   /** The attempt is over (answered to its end, failed or cancelled): frees its slot, counts its outcome. Idempotent. */

@@ -93,3 +93,39 @@ export function restoreKey(s: KeyState, snap: KeySnapshot, now: number, probeAft
   }
   return false;
 }
+
+/** A whole pool's snapshot: its keys by fingerprint, its groups' scopes that still hold something. */
+export function snapshotPool(states: readonly KeyState[], groups: ReadonlyMap<string, Map<string, Scope>>, now: number): PoolSnapshot {
+  const keys: PoolSnapshot['keys'] = {};
+  for (const s of states) keys[s.key.fingerprint] = snapshotKey(s, now);
+  let saved: PoolSnapshot['groups'];
+  for (const [name, scopes] of groups) {
+    const snap = snapshotScopes(scopes, now);
+    if (snap) (saved ??= {})[name] = snap;
+  }
+  return { keys, groups: saved };
+}
+
+/**
+ * Merges a snapshot into a pool's keys and groups: keys no longer configured are ignored; cooldowns only
+ * ever extend. Returns how many usable keys it disabled.
+ */
+export function restorePool(
+  snap: PoolSnapshot,
+  byFingerprint: ReadonlyMap<string, KeyState>,
+  groups: ReadonlyMap<string, Map<string, Scope>>,
+  now: number,
+  probeAfterMs: number,
+): number {
+  let disabled = 0;
+  for (const [fp, k] of Object.entries(snap.keys)) {
+    const s = byFingerprint.get(fp);
+    if (s !== undefined && restoreKey(s, k, now, probeAfterMs)) disabled++;
+  }
+  for (const [name, scopes] of Object.entries(snap.groups ?? {})) {
+    const g = groups.get(name);
+    // Group scopes are never chosen, so never probed.
+    if (g !== undefined) restoreScopes(g, scopes, now, Infinity);
+  }
+  return disabled;
+}

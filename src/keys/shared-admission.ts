@@ -21,6 +21,10 @@ export interface AdmissionHost {
   ticketDrawn(s: KeyState, ticket: number): void;
   /** Something changed that may let a waiting request through. */
   changed(): void;
+  /** The key's state in `model`'s scope ('' for every model) changed in a way that may let it through sooner. */
+  loosened(s: KeyState, model: string): void;
+  /** The key's state changed in a way that can only keep it out longer. */
+  tightened(s: KeyState): void;
 }
 
 export class SharedAdmission {
@@ -115,7 +119,11 @@ export class SharedAdmission {
     const s = lease.state;
     lease.sharedMark = r.mark;
     // Less headroom can let no waiter through: nothing to announce.
-    if (r.requests !== undefined || r.tokens !== undefined) adoptShared(scopeOf(s.scopes, lease.demand.model), r, now);
+    if (r.requests !== undefined || r.tokens !== undefined) {
+      const scope = scopeOf(s.scopes, lease.demand.model);
+      // Less left can still move a bucket's reset earlier: the choice index must look at the key again.
+      if (adoptShared(scope, r, now)) this.#host.loosened(s, scope === s.scopes.get('') ? '' : lease.demand.model);
+    }
     if (r.inflight !== undefined) s.remoteInflight = Math.max(0, r.inflight - s.inflight);
     this.#host.ticketDrawn(s, r.ticket);
   }
@@ -128,6 +136,7 @@ export class SharedAdmission {
       scope.heldUntil = end;
       scope.heldFor = why === 'slots' ? 'slots' : 'limit';
     }
+    this.#host.tightened(s);
     this.#host.changed();
   }
 }

@@ -10,7 +10,8 @@ import type { Clock } from '../clock.js';
 import type { Demand } from './key-state.js';
 import type { Lease } from './lease.js';
 import type { RoomGauges, RoomPool, WaitingRoomMetrics, WaitRequest, WaitResult } from './room-contract.js';
-import { RoomQueues, type ClientLines, type QueueEntry } from './room-queues.js';
+import { RoomQueues, type ClientLines } from './room-queues.js';
+import { enterWaiter, type Waiter } from './room-waiter.js';
 
 export type { RoomGauges, RoomPool, WaitingRoomMetrics, WaitRequest, WaitResult } from './room-contract.js';
 
@@ -19,20 +20,6 @@ export type { RoomGauges, RoomPool, WaitingRoomMetrics, WaitRequest, WaitResult 
  * otherwise have the room wake at once, over and over; time never jumps back, so a later wake loses nothing.
  */
 const MIN_TIMER_MS = 1;
-
-interface Waiter {
-  readonly req: WaitRequest;
-  readonly started: number;
-  /** Entered through a full room: not queued, served only if the pool has a key at once. */
-  readonly passing: boolean;
-  entry: QueueEntry<Waiter> | undefined;
-  /** Pool generation in which `tryAcquire` said no although the pool had a key for the demand. */
-  declinedGen: number;
-  /** The last client visit of a dispatch that asked for its key (each visit asks each head once). */
-  visit: number;
-  /** Ends the wait with this result; false when it had already ended (the caller keeps what it holds). */
-  settle(r: WaitResult): boolean;
-}
 
 export class WaitingRoom {
   readonly #pool: RoomPool;
@@ -91,7 +78,7 @@ export class WaitingRoom {
       return Promise.resolve({ kind: 'full' });
     }
     return new Promise<WaitResult>((resolve, reject) => {
-      const w = this.#enter(req, full, resolve, reject);
+      const w = enterWaiter(req, full, this.#clock, this.metrics, (e) => this.#queues.remove(e), resolve, reject);
       if (full) {
         const r = this.#attempt(w);
         if (r instanceof Promise) void r.then((ok) => ok || w.settle({ kind: 'full' }));
@@ -102,56 +89,6 @@ export class WaitingRoom {
       w.entry = this.#queues.add(req.client, req.demand.model, w.started, w);
       this.#schedule();
     });
-  }
-
-  #enter(req: WaitRequest, passing: boolean, resolve: (r: WaitResult) => void, reject: (reason: unknown) => void): Waiter {
-    const started = this.#clock.now();
-    let settled = false;
-    let cancelTimeout = (): void => {};
-    const leave = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      cancelTimeout();
-      req.signal.removeEventListener('abort', onAbort);
-      if (w.entry !== undefined) this.#queues.remove(w.entry);
-      return true;
-    };
-    const onAbort = (): void => {
-      if (leave()) reject(req.signal.reason);
-    };
-    const w: Waiter = {
-      req,
-      started,
-      passing,
-      entry: undefined,
-      declinedGen: -1,
-      visit: -1,
-      settle: (r) => {
-        if (!leave()) return false;
-        this.#count(w, r);
-        resolve(r);
-        return true;
-      },
-    };
-    req.signal.addEventListener('abort', onAbort, { once: true });
-    cancelTimeout = this.#clock.timer(req.maxWaitMs, () => w.settle({ kind: 'timeout' }));
-    return w;
-  }
-
-  #count(w: Waiter, r: WaitResult): void {
-    const m = this.metrics;
-    const waited = this.#clock.now() - w.started;
-    if (r.kind === 'acquired') {
-      if (w.passing) m.servedWhileFull++;
-      else {
-        m.served++;
-        m.waitMsTotal += waited;
-      }
-    } else if (r.kind === 'timeout') {
-      m.timedOut++;
-      m.waitMsTotal += waited;
-    } else if (r.kind === 'no_keys') m.noKeys++;
-    else m.rejectedFull++;
   }
 
   /** Asks for the waiter's key and serves it. Whether it was served; a promise when a store confirms. */
