@@ -77,8 +77,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   };
   const runtimes = new Map<string, UpstreamRuntime>();
   for (const u of config.upstreams) runtimes.set(u.name, newRuntime(u, config));
-  const newAgent = (c: Config) => createUpstreamAgent({ connectTimeoutMs: c.retry.connectTimeoutMs });
-  let agent: Dispatcher = newAgent(config);
+  const upstreamAgent = createUpstreamAgent({ connectTimeoutMs: config.retry.connectTimeoutMs });
+  const agent = upstreamAgent.dispatcher;
   const gate = gateFor(config);
   const circuits = new Circuits();
   const onCircuitOpen = (upstream: string, until: number): void => {
@@ -117,9 +117,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   let live = config;
   app.decorate('config', () => live);
   app.decorate('reload', (next: Config): ReloadReport => {
-    const target = { runtimes, pools, rooms, proxy, newRuntime, newAgent, gateFor, setLogLevel: (level: Config['log']['level']) => (logger.level = level) };
-    const applied = applyConfig(target, live, next, agent);
-    agent = applied.agent;
+    const target = { runtimes, pools, rooms, proxy, newRuntime, agent: upstreamAgent, gateFor, setLogLevel: (level: Config['log']['level']) => (logger.level = level) };
+    const applied = applyConfig(target, live, next);
     live = next;
     websockets.reconfigure(next, wsAuthenticator(applied.gate));
     return applied.report;
@@ -131,12 +130,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   if (store) {
-    replication = new Replication(app.pools, store, clock, logger, (upstream, until) => circuits.get(upstream)?.openFor(until));
+    replication = new Replication(app.pools, store, clock, logger, (upstream, until, now) => circuits.get(upstream)?.openFor(until, now));
     const sync = replication;
     app.addHook('onReady', async () => sync.sync());
     app.addHook('onClose', async () => store.close());
   }
-  app.addHook('onClose', async () => (agent as { close(): Promise<void> }).close());
+  app.addHook('onClose', async () => agent.close());
   const probes = startHealthProbes({ config, pools: app.pools, clock, logger });
   if (probes) app.addHook('onClose', async () => probes.stop());
 

@@ -7,7 +7,7 @@ import type { ClientGate } from './clients/client-gate.js';
 import type { KeyPool, PoolSettings } from './keys/pool.js';
 import type { WaitingRoom } from './keys/waiting-room.js';
 import type { Proxy, UpstreamRuntime } from './proxy/proxy-handler.js';
-import type { Dispatcher } from 'undici';
+import type { UpstreamAgent } from './proxy/upstream-agent.js';
 
 export interface ReloadTarget {
   readonly runtimes: Map<string, UpstreamRuntime>;
@@ -16,8 +16,8 @@ export interface ReloadTarget {
   readonly proxy: Proxy;
   /** Builds the pool and room of an upstream the config did not have before. */
   readonly newRuntime: (u: Upstream, config: Config) => UpstreamRuntime;
-  /** The agent for a new connect timeout (the old one closes once its requests are done). */
-  readonly newAgent: (config: Config) => Dispatcher;
+  /** The agent every attempt goes out on: a new connect timeout applies to connections opened from now on. */
+  readonly agent: UpstreamAgent;
   readonly setLogLevel: (level: Config['log']['level']) => void;
   readonly gateFor: (config: Config) => ClientGate | undefined;
 }
@@ -42,7 +42,7 @@ export function poolSettings(u: Upstream, config: Config): PoolSettings {
   };
 }
 
-export function applyConfig(t: ReloadTarget, current: Config, next: Config, agent: Dispatcher): { report: ReloadReport; agent: Dispatcher; gate: ClientGate | undefined } {
+export function applyConfig(t: ReloadTarget, current: Config, next: Config): { report: ReloadReport; gate: ClientGate | undefined } {
   const upstreams: ReloadReport['upstreams'] = {};
   const upstreamsAdded: string[] = [];
   for (const u of next.upstreams) {
@@ -66,16 +66,11 @@ export function applyConfig(t: ReloadTarget, current: Config, next: Config, agen
     t.pools.delete(n);
     t.rooms.delete(n);
   }
-  let nextAgent = agent;
-  if (next.retry.connectTimeoutMs !== current.retry.connectTimeoutMs) {
-    nextAgent = t.newAgent(next);
-    // Requests on the old agent finish on it; it closes when they are done.
-    void (agent as Dispatcher & { close(): Promise<void> }).close().catch(() => undefined);
-  }
+  if (next.retry.connectTimeoutMs !== current.retry.connectTimeoutMs) t.agent.setConnectTimeout(next.retry.connectTimeoutMs);
   t.setLogLevel(next.log.level);
   const gate = t.gateFor(next);
-  t.proxy.reconfigure({ config: next, runtimes: t.runtimes, gate, agent: nextAgent });
-  return { report: { upstreams, upstreamsAdded, upstreamsRemoved, needsRestart: restartOnly(current, next) }, agent: nextAgent, gate };
+  t.proxy.reconfigure({ config: next, runtimes: t.runtimes, gate });
+  return { report: { upstreams, upstreamsAdded, upstreamsRemoved, needsRestart: restartOnly(current, next) }, gate };
 }
 
 /** Settings a running process cannot take: where it listens, and where its state lives. */

@@ -3,6 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { loadConfigObject, type Config } from '../src/config/load.js';
+import { applyConfig } from '../src/reload.js';
 import { startFakeUpstream, type FakeUpstream } from '../src/fake-upstream/server.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
 import { waitFor } from './helpers/wait.js';
@@ -115,5 +116,27 @@ describe('reload', () => {
     expect(gone.statusCode).toBe(404);
     await gone.body.dump();
     expect(proxy.app.pools.has('other')).toBe(false);
+  });
+});
+
+describe('applyConfig', () => {
+  it('a new connect timeout goes to the one agent (kept: requests in flight make their next attempts on it)', () => {
+    const told: number[] = [];
+    const a = loadConfigObject({ upstreams: [{ name: 'openai', baseUrl: 'http://127.0.0.1:9/v1', keys: [K1] }] }, {}).config;
+    const b = { ...a, retry: { ...a.retry, connectTimeoutMs: a.retry.connectTimeoutMs + 1 } };
+    const target = {
+      runtimes: new Map(),
+      pools: new Map(),
+      rooms: new Map(),
+      proxy: { reconfigure: () => undefined },
+      newRuntime: () => ({ pool: { reconfigure: () => ({ added: [], removed: [], kept: [] }) }, room: { setMaxSize: () => undefined } }),
+      agent: { dispatcher: undefined, setConnectTimeout: (ms: number) => told.push(ms) },
+      setLogLevel: () => undefined,
+      gateFor: () => undefined,
+    } as unknown as Parameters<typeof applyConfig>[0];
+    applyConfig(target, a, a);
+    expect(told).toEqual([]);
+    applyConfig(target, a, b);
+    expect(told).toEqual([a.retry.connectTimeoutMs + 1]);
   });
 });

@@ -75,9 +75,12 @@ export class ClientGate {
     return verdict === 'model' ? forbidden(c, `model ${model === '' ? '(none named)' : model}`).error : undefined;
   }
 
-  /** Whether the client may be served by this upstream (a fallback it is not allowed is skipped). */
-  mayUse(c: Client, upstream: string): boolean {
-    return c.upstreams === undefined || c.upstreams.has(upstream);
+  /**
+   * Whether the client may be served by this upstream, with this model when one is named (a fallback it is
+   * not allowed is skipped: a client held to a cheap model is never moved to a dearer one).
+   */
+  mayUse(c: Client, upstream: string, model?: string): boolean {
+    return model === undefined ? c.upstreams === undefined || c.upstreams.has(upstream) : allows(c, upstream, model) === 'ok';
   }
 
   /** Requests in flight per client (admin view). */

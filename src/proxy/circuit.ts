@@ -58,7 +58,10 @@ export class Circuit {
 
   /** A server fault (not the key's, not the request's). */
   fault(now: number): void {
-    if (this.state(now) === 'half-open') {
+    const state = this.state(now);
+    // Open: a late report of a request sent before it opened; the opening already counted such faults.
+    if (state === 'open') return;
+    if (state === 'half-open') {
       this.#open(now);
       return;
     }
@@ -69,16 +72,25 @@ export class Circuit {
 
   /** An answer (any status but a server fault): the upstream is up. */
   success(now: number): void {
-    if (this.state(now) !== 'half-open' && this.#faults.length === 0) return;
+    const state = this.state(now);
+    // Open: a late answer to a request sent before it opened; only the half-open probe may close it.
+    if (state === 'open') return;
+    if (state === 'closed' && this.#faults.length === 0) return;
     this.#openUntil = 0;
     this.#probeUntil = 0;
     this.#faults = [];
   }
 
-  /** Another replica opened it (shared through the state store): only ever extended. */
-  openFor(until: number): void {
-    if (until <= this.#openUntil) return;
-    this.#openUntil = until;
+  /**
+   * Another replica opened it (shared through the state store): only ever extended, and never past this
+   * replica's own `now + openMs` (a replica with a clock running fast, or a garbled fact, would otherwise
+   * skip a healthy upstream for good). Anything but a finite number is ignored.
+   */
+  openFor(until: unknown, now: number): void {
+    if (typeof until !== 'number' || !Number.isFinite(until)) return;
+    const capped = Math.min(until, now + this.#s.openMs);
+    if (capped <= now || capped <= this.#openUntil) return;
+    this.#openUntil = capped;
     this.#probeUntil = 0;
   }
 

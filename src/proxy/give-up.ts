@@ -147,3 +147,12 @@ export function describeNetworkError(err: unknown): string {
   const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : undefined;
   return code ?? (err instanceof Error ? err.name : 'network error');
 }
+
+/**
+ * A failure of keypool's own dispatcher (closed or destroyed while the request was handed to it), not
+ * of the upstream: it says nothing about the upstream's health, so no circuit counts it.
+ */
+export function isLocalDispatchFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'UND_ERR_CLOSED' || code === 'UND_ERR_DESTROYED';
+}

@@ -152,3 +152,21 @@ export function withoutQueryParams(path: string, names: ReadonlySet<string>): st
 export function withQueryKey(path: string, name: string, secret: string): string {
   return `${path}${path.includes('?') ? '&' : '?'}${name}=${encodeURIComponent(secret)}`;
 }
+
+/**
+ * A value keypool puts in a header of its own (x-keypool-model: the client's model name, as sent): every
+ * character a header may not carry (controls, anything past ASCII) percent-encoded as UTF-8, so an odd
+ * model name can never make an answer already in hand undeliverable.
+ */
+export function headerSafe(value: string): string {
+  return /^[\x20-\x7e]*$/.test(value) ? value : value.replace(/[^\x20-\x7e]+/gu, encodeRun);
+}
+
+function encodeRun(run: string): string {
+  try {
+    return encodeURIComponent(run);
+  } catch {
+    // A lone surrogate has no UTF-8 form: U+FFFD stands for the run.
+    return '%EF%BF%BD';
+  }
+}

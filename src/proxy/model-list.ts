@@ -1,6 +1,6 @@
-// GET <prefix>/models on a shared prefix: each member asked in turn (its own pool, its own attempt loop),
-// the lists it answers merged (models-union.ts) into one answer. A member that cannot answer is left out;
-// when none can, the first member's own outcome is the answer.
+// GET <prefix>/models on a shared prefix: each member the client may use asked in turn (its own pool, one
+// budget for the whole request), the lists they answer merged (models-union.ts) into one answer. A member
+// that cannot answer is left out; when none can, the first member's own outcome is the answer.
 import type { Upstream } from '../config/load.js';
 import type { WireFormat } from '../config/presets.js';
 import { KeypoolError } from '../errors.js';
@@ -16,19 +16,38 @@ export interface ModelListRequest {
   readonly group: readonly Upstream[];
   readonly targets: ReadonlyMap<string, Target>;
   readonly format: WireFormat;
-  readonly run: (target: Target) => Promise<RotateOutcome>;
+  /** Asks one member (`last`: no other follows, so it may spend what is left of the budget). */
+  readonly run: (target: Target, last: boolean) => Promise<RotateOutcome>;
+}
+
+/** What a GET path is on a shared prefix: the model list, one model's entry, or neither. */
+export type ModelsPath = { readonly kind: 'list'; readonly model?: undefined } | { readonly kind: 'one'; readonly model: string };
+
+export function modelsPath(path: string, basePath: string): ModelsPath | undefined {
+  const q = path.indexOf('?');
+  // Gemini's lists are /v1beta/models under an empty base path.
+  const m = /^(?:\/v[0-9][a-z0-9]*)?\/models(?:\/([^/]+))?\/?$/.exec((q === -1 ? path : path.slice(0, q)).slice(basePath.length));
+  if (m === null) return undefined;
+  if (m[1] === undefined) return { kind: 'list' };
+  try {
+    return { kind: 'one', model: decodeURIComponent(m[1]) };
+  } catch {
+    return { kind: 'one', model: m[1] };
+  }
 }
 
 export async function serveModelList(r: ModelListRequest): Promise<RotateOutcome> {
   const lists: MemberList[] = [];
   let first: RotateOutcome | undefined;
   let attempts = 0;
-  for (const member of r.group) {
-    const target = r.targets.get(member.name);
-    if (target === undefined) continue;
-    const o = await r.run(target);
+  let retries = 0;
+  const members = r.group.filter((u) => r.targets.has(u.name));
+  for (const [i, member] of members.entries()) {
+    const o = await r.run(r.targets.get(member.name)!, i === members.length - 1);
     attempts += o.attempts;
-    if (o.kind === 'aborted') return o;
+    // The budget is shared: the last count is the request's.
+    retries = o.retries;
+    if (o.kind === 'aborted') return { ...o, attempts, retries };
     if (o.kind === 'deliver' && o.status === 200) {
       const raw = await o.attempt.snippet(LIST_LIMIT);
       o.lease.end('successes');
@@ -43,11 +62,17 @@ export async function serveModelList(r: ModelListRequest): Promise<RotateOutcome
     first ??= o;
   }
   const merged = mergeModelLists(r.format, lists);
-  if (first === undefined) throw new Error('a prefix always has an upstream');
+  if (first === undefined) return noMember();
   if (merged === undefined) {
-    if (first.kind !== 'deliver') return first;
+    if (first.kind !== 'deliver') return { ...first, attempts, retries };
     // Its body is spent: the request is over with nothing to show for it.
-    return { ...first, kind: 'error', attempts, error: new KeypoolError('keypool_upstream_error', 'No upstream on this prefix answered with a model list keypool could read.'), next: false };
+    return { ...first, kind: 'error', attempts, retries, error: new KeypoolError('keypool_upstream_error', 'No upstream on this prefix answered with a model list keypool could read.'), next: false };
   }
-  return { ...first, kind: 'answer', attempts, answer: { status: 200, headers: { 'content-type': 'application/json' }, body: merged }, next: undefined };
+  return { ...first, kind: 'answer', attempts, retries, answer: { status: 200, headers: { 'content-type': 'application/json' }, body: merged }, next: undefined };
+}
+
+/** No member the client may use is left (admission lets a client in only when it may use one). */
+function noMember(): RotateOutcome {
+  const error = new KeypoolError('keypool_upstream_error', 'No upstream on this prefix may answer this client with a model list.');
+  return { kind: 'error', error, next: false, attempts: 0, retries: 0, waitedMs: 0, upstreamMs: 0, key: undefined, trail: [] };
 }

@@ -60,7 +60,7 @@ export interface Proxy {
    * A reload: new requests are routed and served by the new config, pools and gate from now on; requests
    * in flight finish with what they started with.
    */
-  reconfigure(next: Pick<ProxyDeps, 'config' | 'runtimes' | 'gate' | 'agent'>): void;
+  reconfigure(next: Pick<ProxyDeps, 'config' | 'runtimes' | 'gate'>): void;
 }
 
 

@@ -19,7 +19,7 @@ import type { Circuit } from './circuit.js';
 import { abortSignalOf, type Cancellation } from './request-signal.js';
 import { errorInStream, isContextLengthExceeded } from './provider-signals.js';
 import { firstDataEvent, isEventStream } from './sse.js';
-import { describeNetworkError, giveUp, queueFull, replayRefused, type Failure } from './give-up.js';
+import { describeNetworkError, giveUp, isLocalDispatchFailure, queueFull, replayRefused, type Failure } from './give-up.js';
 import { decide, retryDelayMs, type Decision, type Penalty, type PolicySettings } from './retry-policy.js';
 
 /** Why a request's signal was aborted. */
@@ -54,6 +54,12 @@ export interface RotateDeps {
   readonly circuit?: Circuit | undefined;
 }
 
+/** A request's retry budget, shared by every target of its chain. */
+export interface RequestBudget {
+  charged: number;
+  waitedMs: number;
+}
+
 export interface RotateRequest {
   /** Aborted with a RequestAborted reason when the client leaves or the deadline passes. */
   readonly signal: Cancellation;
@@ -73,10 +79,11 @@ export interface RotateRequest {
   /** The request streams (its head comes before its first token). */
   readonly stream?: boolean;
   /**
-   * The charged attempts of the whole request: one budget across every upstream of its chain (walking the
-   * chain, like walking a pool, is free). Absent: this loop's own.
+   * What the whole request may spend, shared across every upstream of its chain: charged attempts
+   * (walking the chain, like walking a pool, is free) and time waited for a cooling key (retry.maxWaitMs
+   * bounds the request, not each target). Absent: this loop's own.
    */
-  readonly budget?: { charged: number };
+  readonly budget?: RequestBudget;
   /**
    * Another target follows in the request's chain: once every key here has been tried and the last one
    * failed to answer (a server fault, a connection error, a timeout), leave for it instead of spending
@@ -155,7 +162,7 @@ class AttemptLoop {
   #barred: Set<KeyState> | undefined;
   #failedGroups: Set<string> | undefined;
   #attempts = 0;
-  readonly #budget: { charged: number };
+  readonly #budget: RequestBudget;
   #waited = 0;
   #last: Failure | undefined;
   #key: KeyState | undefined;
@@ -169,7 +176,7 @@ class AttemptLoop {
   constructor(deps: RotateDeps, req: RotateRequest) {
     this.#deps = deps;
     this.#req = req;
-    this.#budget = req.budget ?? { charged: 0 };
+    this.#budget = req.budget ?? { charged: 0, waitedMs: 0 };
   }
 
   async run(): Promise<RotateOutcome> {
@@ -285,7 +292,7 @@ class AttemptLoop {
   #waitBudget(): number {
     const { pool, clock, retry } = this.#deps;
     const now = clock.now();
-    const limit = Math.min(retry.maxWaitMs - this.#waited, this.#req.deadline - now);
+    const limit = Math.min(retry.maxWaitMs - this.#budget.waitedMs, this.#req.deadline - now);
     const next = pool.nextAvailableAt(this.#req.demand, now);
     // An event-bound wait (a free in-flight slot) has no known time, so it may wait up to the limit.
     if (next === undefined || limit <= 0 || (Number.isFinite(next) && next - now > limit)) return 0;
@@ -313,7 +320,9 @@ class AttemptLoop {
     } catch {
       return this.#stopped();
     } finally {
-      this.#waited += clock.now() - t0;
+      const waited = clock.now() - t0;
+      this.#waited += waited;
+      this.#budget.waitedMs += waited;
     }
   }
 
@@ -405,7 +414,7 @@ class AttemptLoop {
     // any other answer (a 429 included: the upstream is up) closes a half-open circuit.
     const circuit = this.#deps.circuit;
     this.#probing = false;
-    if (circuit !== undefined) {
+    if (circuit !== undefined && !(head.kind === 'failed' && isLocalDispatchFailure(head.error))) {
       const now = this.#deps.clock.now();
       const serverFault = head.kind === 'failed' || ((d.kind === 'retry' || d.kind === 'fail') && d.cause === 'server');
       if (serverFault) circuit.fault(now);

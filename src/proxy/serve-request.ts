@@ -12,10 +12,10 @@ import { Attempt } from './attempt.js';
 import { chainFor, upstreamForModel } from './chain.js';
 import { sendError } from './client-response.js';
 import { CLIENT_CLOSED, deliver, type Delivered } from './deliver.js';
-import { headerValue, pathOnly, setKey, upstreamRequestHeaders, withDefaults, withoutQueryParams, withQueryKey } from './headers.js';
+import { headerSafe, headerValue, pathOnly, setKey, upstreamRequestHeaders, withDefaults, withoutQueryParams, withQueryKey } from './headers.js';
 import { StreamKeepAlive } from './keep-alive.js';
 import { withModel } from './model-body.js';
-import { serveModelList } from './model-list.js';
+import { modelsPath, serveModelList } from './model-list.js';
 import { pathHints, withPathModel } from './path-model.js';
 import { readBody } from './request-body.js';
 import { requestInfo } from './request-info.js';
@@ -185,16 +185,19 @@ export function prefixHandler(
     let hints = pathHints(fallback.provider, hygiene.path);
     // On a shared prefix, any member's provider may name the model in the path (Gemini, Azure).
     for (let i = 0; i < group.length && hints.model === undefined && group.length > 1; i++) hints = pathHints(group[i]!.provider, hygiene.path);
-    const model = hints.model ?? info.demand.model;
+    // On a shared prefix, GET <prefix>/models is every member's list, and GET <prefix>/models/<id> the member serving <id>.
+    const listing = group.length > 1 && method === 'GET' ? modelsPath(hygiene.path, fallback.basePath) : undefined;
+    const model = hints.model ?? listing?.model ?? info.demand.model;
     seen.model = model;
     seen.stream = info.stream || hints.stream;
     const stream = seen.stream;
-    const member = group.length === 1 ? fallback : upstreamForModel(group, model);
+    const member = group.length === 1 || listing?.kind === 'list' ? fallback : upstreamForModel(group, model);
     if (member === undefined) {
       refuse(new KeypoolError('keypool_model_not_served', `No upstream on ${fallback.prefix} serves model ${model === '' ? '(none named)' : model}; they serve ${group.map((u) => u.name).join(', ')}'s listed models.`), fallback.name);
       return;
     }
-    const refusedModel = known === undefined ? undefined : gate?.refuseModel(known, member.name, model);
+    // A list names no model: which members it asks is the client's upstreams allow-list (below).
+    const refusedModel = known === undefined || listing?.kind === 'list' ? undefined : gate?.refuseModel(known, member.name, model);
     if (refusedModel !== undefined) {
       refuse(refusedModel, member.name);
       return;
@@ -278,24 +281,24 @@ export function prefixHandler(
       });
     };
 
-    if (group.length > 1 && method === 'GET' && isModelList(hygiene.path, fallback.basePath)) {
-      const listed = await serveModelList({ group, targets, format, run: (target) => onTarget({ target, model: undefined, budget: { charged: 0 }, leaveOnFault: false, rerouteContextLength: false }) });
+    /** Whether the client may be served by an upstream (with a model, when one is asked of it). */
+    const allowed = (name: string, asked: string | undefined): boolean => known === undefined || gate === undefined || gate.mayUse(known, name, asked);
+    if (listing?.kind === 'list') {
+      // One request: the members the client may use share its budget, as the targets of a chain do.
+      const budget = { charged: 0, waitedMs: 0 };
+      const members = group.filter((u) => allowed(u.name, undefined));
+      const listed = await serveModelList({ group: members, targets, format, run: (target, last) => onTarget({ target, model: undefined, budget, leaveOnFault: !last, rerouteContextLength: false }) });
       const d = await deliver(deliveryOf(res, keepAlive, NO_HEADERS), listed);
-      log(d.status, listed, { upstream: fallback.name, walked: names }, d);
+      // Not a fallback: the members asked are in the trail.
+      log(d.status, listed, { upstream: fallback.name }, d);
       return;
     }
 
-    const walked = await walkChain({
-      steps,
-      contextSteps: member.contextLengthFallbacks,
-      targets,
-      allowed: (name) => known === undefined || gate === undefined || gate.mayUse(known, name),
-      run: onTarget,
-    });
+    const walked = await walkChain({ steps, contextSteps: member.contextLengthFallbacks, targets, allowed: (name, asked) => allowed(name, asked ?? model), run: onTarget });
     const servedBy = walked.target.upstream.name;
     const served = walked.model ?? model;
     // Said when the answer is not the primary's own: which upstream, and which model it was asked for.
-    const extra = servedBy === member.name && served === model ? NO_HEADERS : { 'x-keypool-upstream': servedBy, 'x-keypool-model': served };
+    const extra = servedBy === member.name && served === model ? NO_HEADERS : { 'x-keypool-upstream': servedBy, 'x-keypool-model': headerSafe(served) };
     const d = await deliver(deliveryOf(res, keepAlive, extra), walked.outcome);
     log(d.status, walked.outcome, { upstream: servedBy, model: served === model ? undefined : served, walked: walked.walked }, d);
 
@@ -309,11 +312,4 @@ export function prefixHandler(
 /** An outcome for a target the request could not even be addressed to: on to the next. */
 function notSent(error: KeypoolError): RotateOutcome {
   return { kind: 'error', error, next: true, attempts: 0, retries: 0, waitedMs: 0, upstreamMs: 0, key: undefined, trail: NO_TRAIL };
-}
-
-/** GET <prefix>/models (the list, not one model). */
-function isModelList(path: string, basePath: string): boolean {
-  const q = path.indexOf('?');
-  // Gemini's lists are /v1beta/models under an empty base path.
-  return /^(\/v[0-9][a-z0-9]*)?\/models\/?$/.test((q === -1 ? path : path.slice(0, q)).slice(basePath.length));
 }

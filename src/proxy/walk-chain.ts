@@ -9,15 +9,15 @@
 // running the request (a replay refused), at the deadline, or at shutdown. A 400 saying the prompt is too
 // long goes to the context-length chain instead, once. I/O only through `run`.
 import type { ChainStep } from './chain.js';
-import type { RotateOutcome, TrailStep } from './rotate.js';
+import type { RequestBudget, RotateOutcome, TrailStep } from './rotate.js';
 import type { Target } from './targets.js';
 
 export interface ChainRun {
   readonly target: Target;
   /** The model to ask this target for (undefined: the request's own). */
   readonly model: string | undefined;
-  /** The shared budget of charged attempts. */
-  readonly budget: { charged: number };
+  /** The request's budget (charged attempts, time waited), shared by every target. */
+  readonly budget: RequestBudget;
   /** Another target follows: leave this one after its walk ends in server faults. */
   readonly leaveOnFault: boolean;
   /** Look into 400s for "context length exceeded": there is a larger model to go to. */
@@ -29,8 +29,8 @@ export interface WalkRequest {
   /** Where a request goes after a context-length 400 (the primary's errorFallbacks.contextLengthExceeded). */
   readonly contextSteps: readonly ChainStep[];
   readonly targets: ReadonlyMap<string, Target>;
-  /** Whether the client may be served by this upstream (its token's allow-list). */
-  readonly allowed: (upstream: string) => boolean;
+  /** Whether the client may be served by this upstream with this model (undefined: the request's own), by its token's allow-lists. */
+  readonly allowed: (upstream: string, model: string | undefined) => boolean;
   readonly run: (r: ChainRun) => Promise<RotateOutcome>;
 }
 
@@ -52,7 +52,7 @@ interface Step {
 }
 
 export async function walkChain(w: WalkRequest): Promise<Walked> {
-  const budget = { charged: 0 };
+  const budget: RequestBudget = { charged: 0, waitedMs: 0 };
   const only = w.steps.length === 1 && w.contextSteps.length === 0 ? w.steps[0] : undefined;
   const alone = only === undefined ? undefined : w.targets.get(only.upstream);
   if (only !== undefined && alone !== undefined) {
@@ -69,7 +69,7 @@ export async function walkChain(w: WalkRequest): Promise<Walked> {
   for (let pass = 0; pass < maxPasses && i < steps.length; pass++) {
     const step = steps[i]!;
     const target = w.targets.get(step.upstream);
-    if (target === undefined || (done.length > 0 && !w.allowed(step.upstream))) {
+    if (target === undefined || (done.length > 0 && !w.allowed(step.upstream, step.model))) {
       i++;
       continue;
     }

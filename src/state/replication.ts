@@ -13,9 +13,9 @@ export class Replication {
   readonly #logger: Logger;
 
   /** Where another replica's open circuit is applied (the proxy's circuits). */
-  readonly #onCircuit: (upstream: string, until: number) => void;
+  readonly #onCircuit: (upstream: string, until: number, now: number) => void;
 
-  constructor(pools: ReadonlyMap<string, KeyPool>, store: StateStore, clock: Clock, logger: Logger, onCircuit: (upstream: string, until: number) => void = () => {}) {
+  constructor(pools: ReadonlyMap<string, KeyPool>, store: StateStore, clock: Clock, logger: Logger, onCircuit: (upstream: string, until: number, now: number) => void = () => {}) {
     this.#onCircuit = onCircuit;
     this.#pools = pools;
     this.#store = store;
@@ -55,7 +55,8 @@ export class Replication {
 
   #apply(f: StoredFact, live: boolean): void {
     if (f.kind === 'circuit') {
-      if (f.until > this.#clock.now()) this.#onCircuit(f.upstream, f.until);
+      // The circuit checks `until` itself (finite, capped at its own openMs); a garbled upstream name is unknown.
+      if (typeof f.upstream === 'string') this.#onCircuit(f.upstream, f.until, this.#clock.now());
       return;
     }
     const name = this.#pools.get(f.upstream)?.applyShared(f, this.#clock.now());

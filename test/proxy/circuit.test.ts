@@ -67,12 +67,37 @@ describe('Circuit', () => {
   it('another replica’s opening only ever extends, and tells no one back', () => {
     const told: number[] = [];
     const c = new Circuit(S, (u) => told.push(u));
-    c.openFor(50_000);
-    c.openFor(40_000);
+    c.openFor(50_000, 30_000);
+    c.openFor(40_000, 30_000);
     expect(c.openUntil).toBe(50_000);
     expect(told).toEqual([]);
     for (let t = 50_000; t < 50_003; t++) c.fault(t);
     expect(c.state(50_002)).toBe('open');
+  });
+
+  it('another replica’s opening is capped at this replica’s now + openMs; one not a finite number, or past, is ignored', () => {
+    const c = new Circuit(S);
+    c.openFor(1e15, 1_000);
+    expect(c.openUntil).toBe(1_000 + S.openMs);
+    const d = new Circuit(S);
+    for (const bad of ['99999999999999', [1e300], Number.NaN, Number.POSITIVE_INFINITY, null, 500]) d.openFor(bad, 1_000);
+    expect(d.openUntil).toBe(0);
+    expect(d.state(1_000)).toBe('closed');
+  });
+
+  it('open, late reports of requests sent before it opened change nothing: only the half-open probe decides', () => {
+    const c = new Circuit(S);
+    for (let t = 0; t < 3; t++) c.fault(t);
+    const until = c.openUntil;
+    c.success(10);
+    expect(c.state(11)).toBe('open');
+    for (let t = 12; t < 12 + S.failures; t++) c.fault(t);
+    c.success(20);
+    expect(c.openUntil).toBe(until);
+    expect(c.state(until)).toBe('half-open');
+    expect(c.admit(until)).toBe(true);
+    c.success(until + 1);
+    expect(c.state(until + 2)).toBe('closed');
   });
 });
 

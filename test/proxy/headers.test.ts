@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { clientResponseHeaders, setKey, upstreamRequestHeaders } from '../../src/proxy/headers.js';
+import fc from 'fast-check';
+import { clientResponseHeaders, headerSafe, setKey, upstreamRequestHeaders } from '../../src/proxy/headers.js';
 
 describe('upstreamRequestHeaders', () => {
   it('drops hop-by-hop headers, Connection-listed names, client credentials and framing', () => {
@@ -49,3 +50,18 @@ describe('clientResponseHeaders', () => {
   });
 });
 
+describe('headerSafe', () => {
+  it('any string becomes a value node accepts in a header; printable ASCII is kept as it is', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (s) => {
+        const v = headerSafe(s);
+        expect(/^[\x20-\x7e]*$/.test(v)).toBe(true);
+        if (/^[\x20-\x7e]*$/.test(s)) expect(v).toBe(s);
+      }),
+      { numRuns: 500 },
+    );
+    expect(headerSafe('gpt-4o\n')).toBe('gpt-4o%0A');
+    expect(headerSafe('gpt-4o\u{1F600}')).toBe('gpt-4o%F0%9F%98%80');
+    expect(headerSafe('a\ud800b')).toBe('a%EF%BF%BDb');
+  });
+});

@@ -59,6 +59,20 @@ describe('model routing on a shared prefix', () => {
     expect(JSON.parse(r.text).data).toEqual([{ id: 'llama', object: 'model' }]);
   });
 
+  it('GET /models is one request: a member down is left after its walk, the last member spends the shared budget', async () => {
+    const down = () => act.json(503, { error: { message: 'down' } });
+    const h = await chainHarness([
+      { name: 'openai', script: down, keys: 1, config: { models: ['gpt-*'] } },
+      { name: 'groq', script: down, keys: 1, config: { prefix: '/v1' } },
+    ], { retry: { maxRetries: 2 } });
+    open.push(h);
+    const r = await h.call('/v1/models', undefined, { method: 'GET' });
+    expect(r.status).toBe(503);
+    // 1 (openai's walk) + 1 (groq's walk) + 2 (the budget, spent once for the request).
+    expect([h.up.openai!.requests.length, h.up.groq!.requests.length]).toEqual([1, 3]);
+    expect(r.headers['x-keypool-attempts']).toBe('4');
+  });
+
   it('a model no member lists is refused with keypool_model_not_served, nothing sent', async () => {
     const h = await shared({}, true);
     const r = await h.call('/v1/chat/completions', { model: 'mistral-large', messages: [] });
