@@ -156,3 +156,28 @@ export function isLocalDispatchFailure(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return code === 'UND_ERR_CLOSED' || code === 'UND_ERR_DESTROYED';
 }
+
+/**
+ * The error for a request stopped before it was served: at shutdown (after an attempt went out, the
+ * upstream may be running it: the client must not send it again), or at the deadline. A client that
+ * left gets nothing (undefined).
+ */
+export function stoppedError(why: 'client_closed' | 'deadline' | 'shutdown', sent: boolean, timeoutMs: number): KeypoolError | undefined {
+  if (why === 'shutdown') {
+    const message = sent
+      ? 'keypool is shutting down; the upstream may have the request already, so it should not be sent again.'
+      : 'keypool is shutting down; retry on another replica or shortly.';
+    return new KeypoolError('keypool_shutting_down', message, sent ? { headers: { 'x-should-retry': 'false' } } : {});
+  }
+  if (why === 'deadline') return new KeypoolError('keypool_upstream_timeout', `No answer within the request deadline (${timeoutMs} ms).`, { headers: { 'x-should-retry': 'false' } });
+  return undefined;
+}
+
+/** An upstream skipped while its circuit is open; a wait of a minute or more tells clients not to retry blindly. */
+export function circuitOpenError(upstream: string, openForMs: number): KeypoolError {
+  const waitMs = Math.max(1_000, openForMs);
+  const s = Math.ceil(waitMs / 1000);
+  return new KeypoolError('keypool_circuit_open', `Upstream ${upstream} failed too often lately (its circuit is open); retry in ${s}s.`, {
+    headers: { 'retry-after': String(s), 'retry-after-ms': String(Math.ceil(waitMs)), ...(waitMs >= 60_000 ? { 'x-should-retry': 'false' } : {}) },
+  });
+}

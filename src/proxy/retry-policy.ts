@@ -9,6 +9,7 @@ import { isOutOfCredit, rateLimitedUntil, type CooldownSettings } from '../keys/
 import type { CoolReason, DisableReason } from '../keys/key-state.js';
 import { header, type HeaderBag } from '../keys/rate-limit-headers.js';
 import type { FailPhase } from './attempt.js';
+import type { UsageCounter } from '../keys/ledger.js';
 import { blameOf } from './blame.js';
 import { isCreditTooLow, isDailyQuota, isKeyInvalid, isRequestSizedCredit, retryDelayInBody, untilPacificMidnightMs } from './provider-signals.js';
 
@@ -198,4 +199,17 @@ function disable(input: PolicyInput, reason: DisableReason): Penalty {
  */
 export function retryDelayMs(charged: number, random: number, base: number, max: number): number {
   return Math.round(Math.min(max, base * 2 ** Math.min(20, Math.max(0, charged - 1))) * (0.5 + 0.5 * random));
+}
+
+/** Whether two penalties are the same (a penalty applied early, from the head, is not applied twice). */
+export function samePenalty(a: Penalty, b: Penalty): boolean {
+  if (a.kind !== b.kind) return false;
+  if (a.kind === 'cool' && b.kind === 'cool') return a.reason === b.reason && a.scope === b.scope && a.until === b.until;
+  return a.kind === 'none';
+}
+
+/** The usage counter a failed attempt adds to (shared usage mirrors the pool's own stats). */
+export function usageOf(p: Penalty): UsageCounter | undefined {
+  if (p.kind !== 'cool') return undefined;
+  return p.reason === 'rate_limited' ? 'rateLimited' : p.reason === 'out_of_credit' ? 'outOfCredit' : undefined;
 }
