@@ -124,15 +124,15 @@ type Step = { readonly upstream: string; readonly model?: string | undefined };
 describe('any chain config', () => {
   it('refuses exactly the steps that name no upstream, cross formats, repeat the request on their own upstream or repeat a target; each by its field', () => {
     const stepArb = (targets: readonly string[]) =>
-      fc.record({ upstream: fc.constantFrom(...targets), model: fc.option(fc.constantFrom('m1', 'm2'), { nil: undefined }) });
+      fc.record({ upstream: fc.constantFrom(...targets), model: fc.option(fc.constantFrom('mx', 'my'), { nil: undefined }) });
     const chainArb = (targets: readonly string[], max: number) => fc.option(fc.array(stepArb(targets), { minLength: 1, maxLength: max }), { nil: undefined });
     const upstreamArb = (name: string, i: number) =>
       fc.record({
         name: fc.constant(name),
         provider: fc.constantFrom<Prov>('openai', 'openrouter', 'anthropic', 'gemini'),
         fallbacks: chainArb([...NAMES, 'zz'], 3),
-        // Keys that are letters only, so a problem shows them (`modelFallbacks.m1[0]`) and the test can tell them apart.
-        byModel: fc.option(fc.dictionary(fc.constantFrom('m1', 'm2'), fc.array(stepArb(NAMES), { minLength: 1, maxLength: 3 }), { minKeys: 1, maxKeys: 2 }), { nil: undefined }),
+        // Keys that are letters only, so a problem shows them (`modelFallbacks.mx[0]`) and the test can tell them apart.
+        byModel: fc.option(fc.dictionary(fc.constantFrom('mx', 'my'), fc.array(stepArb(NAMES), { minLength: 1, maxLength: 3 }), { minKeys: 1, maxKeys: 2 }), { nil: undefined }),
         context: chainArb(NAMES, 2),
         prefix: fc.constant(`/p${i}`),
       });
@@ -174,7 +174,7 @@ describe('any chain config', () => {
         const p = problems(raw);
         expect(p.map((line) => line.slice(0, line.indexOf(': '))).sort()).toEqual(expected.sort());
         for (const line of p) {
-          expect(line).toMatch(/^upstreams\[\d\]\.(fallbacks|modelFallbacks\.m[12]|errorFallbacks\.contextLengthExceeded)\[\d\]\.upstream: \S/);
+          expect(line).toMatch(/^upstreams\[\d\]\.(fallbacks|modelFallbacks\.m[xy]|errorFallbacks\.contextLengthExceeded)\[\d\]\.upstream: \S/);
           expect(line).not.toContain(KEY);
         }
       }),
