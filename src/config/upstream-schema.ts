@@ -4,6 +4,9 @@ import { z } from 'zod';
 import { FORMATS, PROVIDERS } from './presets.js';
 import { bool, boolean, num, number } from './schema-text.js';
 
+/** How long a stream's head waits for its first event when commitOnContent is on without a time. */
+export const COMMIT_ON_CONTENT_DEFAULT_MS = 3_000;
+
 /** A key as written in YAML: a bare secret, or `{ name, key }`. */
 const keyEntrySchema = z.union(
   [
@@ -73,7 +76,8 @@ export const upstreamSchema = z.strictObject({
   /**
    * For streams: hold the response head until the first event (at most `maxWaitMs`) and, if that event is
    * an error, treat it like the matching status (rotate, retry) with nothing sent to the client. Default:
-   * on for providers known to put errors inside 200 streams (anthropic, openrouter).
+   * on for providers known to put errors inside 200 streams (anthropic, openrouter); `true` waits
+   * COMMIT_ON_CONTENT_DEFAULT_MS.
    */
   commitOnContent: z.union([bool(boolean()), z.strictObject({ maxWaitMs: num(number().int().positive()) })]).optional(),
   /**
