@@ -1,69 +1,25 @@
 // Reads a YAML config: applies the KEYPOOL_* overrides and expands ${VAR} (environment.ts), validates
-// with the zod schema, gathers keys from every source, and returns a frozen Config. Every problem names
-// the field it is about (or the variable that set it), and none ever holds a secret.
+// with the zod schema, resolves each upstream and its keys (upstream.ts), checks prefixes and chains across
+// upstreams, and returns a frozen Config. Every problem names the field it is about (or the variable that
+// set it), and none ever holds a secret.
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { ConfigError } from '../errors.js';
-import { DEFAULT_KEY_OPTIONS, Key, type KeyOptions } from '../keys/key.js';
-import { resolveAdmin, resolveClients } from './clients.js';
 import type { Client } from '../clients/client.js';
 import type { Token } from '../clients/token.js';
-import { lookup, prepareDocument, type Env } from './environment.js';
+import { ConfigError } from '../errors.js';
+import { Key } from '../keys/key.js';
+import { checkChains } from './chain-checks.js';
+import { resolveAdmin, resolveClients } from './clients.js';
+import { prepareDocument, type Env } from './environment.js';
 import { formatPath, showName } from './field-path.js';
-import { configSchema, type ParsedConfig, type UpstreamInput } from './schema.js';
-import { PRESETS, type Provider, type WireFormat } from './presets.js';
-import { globToRegExp } from '../clients/client.js';
+import { checkPrefixes } from './prefix-checks.js';
+import { configSchema, type ParsedConfig } from './schema.js';
+import { resolveUpstream, type Upstream } from './upstream.js';
 
 export { ENV_OVERRIDES, type Env } from './environment.js';
-
-/** Where the pool key goes on each attempt. */
-export type KeyPlacement =
-  /** In this header; `authorization` as `Bearer <key>`, any other bare. */
-  | { readonly kind: 'header'; readonly name: string }
-  /** As this query parameter. */
-  | { readonly kind: 'query'; readonly name: string };
-
-export interface Upstream {
-  readonly name: string;
-  readonly provider: Provider;
-  readonly strategy: UpstreamInput['strategy'];
-  readonly sticky: UpstreamInput['sticky'];
-  readonly prefix: string;
-  /** `scheme://host:port` of `baseUrl`. */
-  readonly origin: string;
-  /** Path part of `baseUrl` without a trailing slash ('' for the root). */
-  readonly basePath: string;
-  /** The header the pool key goes in (kept for tools that print it; `auth` is what the proxy uses). */
-  readonly authHeader: string;
-  readonly auth: KeyPlacement;
-  /** Sent to the upstream when the client did not send them. */
-  readonly defaultHeaders: Readonly<Record<string, string>>;
-  /** The shape of keypool's own errors and stream-end events here. */
-  readonly format: WireFormat;
-  /** Hold a stream's head until its first event for at most this long (ms); undefined: off. */
-  readonly commitOnContentMs: number | undefined;
-  /** Models served (for routing on a shared prefix); undefined: any. */
-  readonly models: readonly RegExp[] | undefined;
-  /** Where a request goes when this upstream cannot serve it (see schema `fallbacks`). */
-  readonly fallbacks: readonly FallbackStep[];
-  /** Chains for some models instead of `fallbacks`, first match wins. */
-  readonly modelFallbacks: readonly { readonly pattern: RegExp; readonly steps: readonly FallbackStep[] }[];
-  /** Where a request goes after a 400 saying its prompt is too long for the model. */
-  readonly contextLengthFallbacks: readonly FallbackStep[];
-  readonly circuit: { readonly failures: number; readonly windowMs: number; readonly openMs: number } | undefined;
-  readonly keys: readonly Key[];
-  readonly probe: UpstreamInput['probe'];
-}
-
-/** One step of a fallback chain: an upstream, and the model to ask it for (undefined: the request's own). */
-export interface FallbackStep {
-  readonly upstream: string;
-  readonly model: string | undefined;
-}
-
-/** How long a stream's head waits for its first event when commitOnContent is on without a time. */
-export const COMMIT_ON_CONTENT_DEFAULT_MS = 3_000;
+export type { FallbackStep, KeyPlacement, Upstream } from './upstream.js';
+export { COMMIT_ON_CONTENT_DEFAULT_MS } from './upstream-schema.js';
 
 export type Config = Readonly<Omit<ParsedConfig, 'upstreams' | 'clients' | 'admin'>> & {
   readonly upstreams: readonly Upstream[];
@@ -174,168 +130,6 @@ function yamlProblem(message: string): string {
     .replace(/"[^"]*"/g, '"…"')
     .replace(/[!*&][^\s,]+/g, '…');
   return `${what}${m?.[2] ?? ''}`;
-}
-
-function resolveUpstream(u: UpstreamInput, index: number, env: Env, problems: string[], warnings: string[]): Upstream {
-  const at = `upstreams[${index}]`;
-  const entries: { name: string | undefined; secret: string; field: string; options: KeyOptions }[] = [];
-  const plain = (secret: string, field: string) => ({ name: undefined, secret, field, options: DEFAULT_KEY_OPTIONS });
-  u.keys.forEach((k, i) => {
-    const field = `${at}.keys[${i}]`;
-    if (typeof k === 'string') {
-      entries.push(plain(k.trim(), field));
-    } else {
-      const own = k.baseUrl === undefined ? undefined : new URL(k.baseUrl);
-      const options = Object.freeze({
-        weight: k.weight,
-        group: k.group,
-        rpm: k.rpm,
-        tpm: k.tpm,
-        maxConcurrent: k.maxConcurrent,
-        origin: own?.origin,
-        basePath: own?.pathname.replace(/\/+$/, ''),
-      });
-      entries.push({ name: k.name, secret: k.key.trim(), field: `${field}.key`, options });
-    }
-  });
-  if (u.keysFromEnv !== undefined) {
-    for (const secret of splitKeys(lookup(env, u.keysFromEnv) ?? '')) entries.push(plain(secret, `${at}.keysFromEnv`));
-  }
-  if (u.keysFromFile !== undefined) {
-    try {
-      const lines = readFileSync(u.keysFromFile, 'utf8').split(/\r?\n/);
-      for (const line of lines) {
-        const secret = line.replace(/#.*$/, '').trim();
-        if (secret !== '') entries.push(plain(secret, `${at}.keysFromFile`));
-      }
-    } catch (err) {
-      // The path is not repeated: the field names it, and a key pasted here by mistake must not be echoed.
-      problems.push(`${at}.keysFromFile: cannot read the file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-    }
-  }
-
-  const keys: Key[] = [];
-  const bySecret = new Map<string, Key>();
-  const names = new Set<string>();
-  let n = 0;
-  for (const e of entries) {
-    if (e.secret === '') {
-      problems.push(`${e.field}: key is empty`);
-      continue;
-    }
-    if (/\s/.test(e.secret)) {
-      problems.push(`${e.field}: key contains white space`);
-      continue;
-    }
-    const name = e.name ?? nextFreeName(u.name, names, () => ++n);
-    const dup = bySecret.get(e.secret);
-    if (dup) {
-      warnings.push(`${e.field}: same secret as key ${dup.name}; using it once`);
-      continue;
-    }
-    if (names.has(name)) {
-      problems.push(`${e.field}: key name ${name} is used twice`);
-      continue;
-    }
-    const key = new Key(name, e.secret, e.options);
-    names.add(name);
-    bySecret.set(e.secret, key);
-    keys.push(key);
-  }
-  if (keys.length === 0 && entries.length === 0) {
-    const hint = u.keysFromEnv ? ` (is ${u.keysFromEnv} set?)` : '';
-    problems.push(`${at}.keys: upstream ${u.name} has no keys${hint}; list them in keys, keysFromEnv or keysFromFile`);
-  }
-
-  const preset = PRESETS[u.provider];
-  const baseUrl = u.baseUrl ?? preset.baseUrl;
-  if (baseUrl === undefined) problems.push(`${at}.baseUrl: provider ${u.provider} needs a baseUrl (the resource or host to send to)`);
-  const base = new URL(baseUrl ?? 'http://invalid.invalid');
-  const authHeader = u.authHeader ?? ('header' in preset.auth ? preset.auth.header : 'authorization');
-  const auth: KeyPlacement =
-    u.authQuery !== undefined
-      ? { kind: 'query', name: u.authQuery }
-      : u.authHeader === undefined && 'query' in preset.auth
-        ? { kind: 'query', name: preset.auth.query }
-        : { kind: 'header', name: authHeader };
-  const commit = u.commitOnContent ?? preset.commitOnContent;
-  return {
-    name: u.name,
-    provider: u.provider,
-    strategy: u.strategy,
-    sticky: u.sticky,
-    prefix: u.prefix ?? preset.prefix,
-    origin: base.origin,
-    basePath: base.pathname.replace(/\/+$/, ''),
-    authHeader,
-    auth,
-    defaultHeaders: { ...preset.headers, ...u.headers },
-    format: u.errorFormat ?? preset.format,
-    commitOnContentMs: commit === false ? undefined : commit === true ? COMMIT_ON_CONTENT_DEFAULT_MS : commit.maxWaitMs,
-    models: u.models?.map(globToRegExp),
-    fallbacks: steps(u.fallbacks),
-    modelFallbacks: Object.entries(u.modelFallbacks ?? {}).map(([glob, list]) => ({ pattern: globToRegExp(glob), steps: steps(list) })),
-    contextLengthFallbacks: steps(u.errorFallbacks?.contextLengthExceeded),
-    circuit: u.circuit,
-    keys,
-    probe: u.probe,
-  };
-}
-
-function steps(list: readonly { upstream: string; model?: string | undefined }[] | undefined): FallbackStep[] {
-  return (list ?? []).map((t) => ({ upstream: t.upstream, model: t.model }));
-}
-
-/**
- * Upstreams may share a prefix only when each lists its `models` (a request goes to the one that serves
- * its model; one of them may list none: it takes the rest) and they speak the same wire format.
- */
-function checkPrefixes(upstreams: readonly Upstream[], problems: string[]): void {
-  const byPrefix = new Map<string, number[]>();
-  upstreams.forEach((u, i) => byPrefix.set(u.prefix, [...(byPrefix.get(u.prefix) ?? []), i]));
-  for (const [prefix, members] of byPrefix) {
-    if (members.length < 2) continue;
-    const open = members.filter((i) => upstreams[i]!.models === undefined);
-    for (const i of open.slice(1)) {
-      problems.push(`upstreams[${i}].prefix: ${prefix} is already used by upstreams[${members[0]}]; upstreams sharing a prefix must list their models (one may list none and take the rest)`);
-    }
-    const format = upstreams[members[0]!]!.format;
-    for (const i of members) {
-      if (upstreams[i]!.format !== format) problems.push(`upstreams[${i}].prefix: ${prefix} is shared with an upstream of another wire format (${format}); one prefix, one format`);
-    }
-  }
-}
-
-/** Every chain names upstreams that exist and speak the same wire format as the upstream it starts from. */
-function checkChains(raw: ParsedConfig['upstreams'], upstreams: readonly Upstream[], problems: string[]): void {
-  const byName = new Map(upstreams.map((u) => [u.name, u] as const));
-  const known = upstreams.map((u) => u.name).join(', ');
-  upstreams.forEach((u, i) => {
-    const check = (list: readonly FallbackStep[], field: readonly PropertyKey[]): void =>
-      list.forEach((step, j) => {
-        const target = byName.get(step.upstream);
-        const at = formatPath(['upstreams', i, ...field, j, 'upstream']);
-        // The name written is not repeated (a value pasted in the wrong place must not come back in an error).
-        if (target === undefined) problems.push(`${at}: names no upstream; the upstreams are ${known}`);
-        else if (target.format !== u.format) {
-          problems.push(`${at}: ${target.name} speaks ${target.format} and ${u.name} speaks ${u.format}; a chain stays within one wire format`);
-        }
-      });
-    check(u.fallbacks, ['fallbacks']);
-    for (const [glob, list] of Object.entries(raw[i]?.modelFallbacks ?? {})) check(steps(list), ['modelFallbacks', glob]);
-    check(u.contextLengthFallbacks, ['errorFallbacks', 'contextLengthExceeded']);
-  });
-}
-
-function nextFreeName(stem: string, taken: ReadonlySet<string>, next: () => number): string {
-  for (;;) {
-    const candidate = `${stem}-${next()}`;
-    if (!taken.has(candidate)) return candidate;
-  }
-}
-
-function splitKeys(list: string): string[] {
-  return list.split(/[\s,]+/).filter((s) => s !== '');
 }
 
 function deepFreeze<T>(value: T): T {
