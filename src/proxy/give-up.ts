@@ -115,6 +115,16 @@ export function replayRefused(deps: GiveUpDeps, method: string, reason: string):
   );
 }
 
+/** A non-streaming request with no head within retry.headersTimeoutMs: it may still be running upstream. */
+export function headersTimeoutRefused(deps: GiveUpDeps & { readonly retry: { readonly headersTimeoutMs: number } }, method: string): KeypoolError {
+  return new KeypoolError(
+    'keypool_upstream_timeout',
+    `Upstream ${deps.pool.upstream} sent no response head within retry.headersTimeoutMs (${deps.retry.headersTimeoutMs} ms); ` +
+      `a non-streaming ${method} may still be running there, so it was not sent again (retry.replayAfterSend is off).`,
+    { headers: NO_RETRY },
+  );
+}
+
 function error(e: KeypoolError): GiveUp {
   return { kind: 'error', error: e };
 }

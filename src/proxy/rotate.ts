@@ -6,14 +6,13 @@
 //     after waiting for a key if one comes back within retry.maxWaitMs and the deadline.
 // So N keys that all answer 429 see exactly N + maxRetries attempts.
 // Every lease taken is ended exactly once, whatever happens (attempt over, refused, client gone).
-import { KeypoolError } from '../errors.js';
 import type { KeyState, Lease, UpstreamAnswer } from '../keys/pool.js';
 import type { UsageCounter } from '../keys/ledger.js';
 import type { Attempt, AttemptHead } from './attempt.js';
 import { answerOf, decodeBody } from './body-text.js';
 import { errorInStream, isContextLengthExceeded } from './provider-signals.js';
 import { firstDataEvent, isEventStream } from './sse.js';
-import { circuitOpenError, describeNetworkError, giveUp, isLocalDispatchFailure, queueFull, replayRefused, stoppedError, type Failure } from './give-up.js';
+import { circuitOpenError, describeNetworkError, giveUp, headersTimeoutRefused, isLocalDispatchFailure, queueFull, replayRefused, stoppedError, type Failure } from './give-up.js';
 import { LeaseFinder } from './lease-finder.js';
 import { decide, samePenalty, usageOf, type Decision, type Penalty } from './retry-policy.js';
 import { RequestAborted, SNIPPET_LIMIT, SNIPPET_TIMEOUT_MS, type OutcomeBody, type RequestBudget, type RotateDeps, type RotateOutcome, type RotateRequest, type TrailStep } from './rotate-types.js';
@@ -204,14 +203,7 @@ class AttemptLoop {
       lease.end(undefined);
       const reason = describeNetworkError(head.error);
       if (d.kind === 'fail' && d.why === 'replay_refused') {
-        const error = head.timedOut
-          ? new KeypoolError(
-              'keypool_upstream_timeout',
-              `Upstream ${this.#deps.pool.upstream} sent no response head within retry.headersTimeoutMs (${this.#deps.retry.headersTimeoutMs} ms); ` +
-                `a non-streaming ${this.#req.method} may still be running there, so it was not sent again (retry.replayAfterSend is off).`,
-              { headers: { 'x-should-retry': 'false' } },
-            )
-          : replayRefused(this.#deps, this.#req.method, reason);
+        const error = head.timedOut ? headersTimeoutRefused(this.#deps, this.#req.method) : replayRefused(this.#deps, this.#req.method, reason);
         // Not to a fallback either: the request may be running upstream.
         return this.#stop(this.#outcome({ kind: 'error', error, next: false }));
       }
