@@ -9,8 +9,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { Clock } from '../clock.js';
-import type { Config, Upstream } from '../config/load.js';
-import { KeypoolError } from '../errors.js';
+import type { Config } from '../config/load.js';
+import { KeypoolError, type ErrorFormat } from '../errors.js';
 import type { KeyPool } from '../keys/pool.js';
 import { createScrubber } from '../keys/scrub.js';
 import { resolveTarget } from './request-target.js';
@@ -22,6 +22,7 @@ import { GOING_AWAY } from './websocket-close.js';
 import { headerValue, logLine, pathOnly, recordOf, type Context, type RecordExtra } from './websocket-record.js';
 import { HIGH_WATER_BYTES, LOW_WATER_BYTES, Relay, type FlowStats } from './websocket-relay.js';
 import { answerOnSocket, refuseWithError } from './websocket-refuse.js';
+import { routeUpgrade, type AllowCheck, type PrefixRoute } from './websocket-route.js';
 import { checkUpgrade, modelFromUrl, upstreamHandshakeHeaders, upstreamSubprotocols } from './websocket-request.js';
 import { handshakeLines, keypoolHeaders } from './websocket-response.js';
 import { SessionUsage } from './websocket-usage.js';
@@ -40,15 +41,18 @@ const MAX_REQUEST_ID = 128;
 /** Status logged for a client that left before its handshake was answered (nginx's convention). */
 const CLIENT_CLOSED = 499;
 
-export type AuthOutcome = { readonly ok: true; readonly client: string } | { readonly ok: false; readonly error: KeypoolError };
+export type AuthOutcome =
+  /** `allow`: the client's allow-lists, checked against the upstream its upgrade is routed to; absent: any. */
+  | { readonly ok: true; readonly client: string; readonly allow?: AllowCheck }
+  | { readonly ok: false; readonly error: KeypoolError };
 /** Client-token check, called before anything else; a refusal gets its error as the handshake's HTTP answer. */
 export type Authenticate = (headers: IncomingHttpHeaders, remoteAddress: string | undefined) => AuthOutcome | Promise<AuthOutcome>;
 
 export interface WebSocketProxyDeps {
   readonly config: Config;
   readonly pools: ReadonlyMap<string, KeyPool>;
-  /** The upstream whose prefix serves a URL (the HTTP routes' own rule, so both agree). */
-  readonly route: (url: string) => Upstream | undefined;
+  /** The upstreams whose prefix serves a URL (the HTTP routes' own rule, so both agree); the query's model picks the member. */
+  readonly route: (url: string) => PrefixRoute | undefined;
   readonly clock: Clock;
   readonly random: () => number;
   readonly logger: Logger;
@@ -192,15 +196,17 @@ class WsProxy implements WebSocketProxy {
     const ctx: Context = { id: requestId(req.headers), url, started: performance.now(), upstream: '-', client: remote ?? 'unknown', model: '' };
     // Errors on the raw socket (a reset mid-handshake) end up as 'close'; without a listener they would throw.
     socket.on('error', (err) => deps.logger.debug({ reqId: ctx.id, err: err.message }, 'websocket client socket error'));
-    const refuse = (error: KeypoolError): void => {
-      refuseWithError(socket, error, keypoolHeaders(ctx.id, 0, undefined));
+    const refuse = (error: KeypoolError, format?: ErrorFormat): void => {
+      refuseWithError(socket, error, keypoolHeaders(ctx.id, 0, undefined), format);
       this.#log(ctx, error.status, undefined, { error: error.code });
     };
 
+    let allow: AllowCheck | undefined;
     if (deps.authenticate !== undefined) {
       const auth = await deps.authenticate(req.headers, remote);
       if (!auth.ok) return refuse(auth.error);
       ctx.client = auth.client;
+      allow = auth.allow;
       // The client may have gone while its token was checked: no key is used for nobody.
       if (socket.destroyed) return this.#log(ctx, CLIENT_CLOSED, undefined, { cut: 'client_closed' });
     } else {
@@ -209,18 +215,26 @@ class WsProxy implements WebSocketProxy {
     if (this.closing) return refuse(new KeypoolError('keypool_shutting_down', 'keypool is shutting down; connect to another replica or retry shortly.'));
     const check = checkUpgrade(req.method, req.headers);
     if (check.kind === 'refuse') return refuse(new KeypoolError('keypool_invalid_request', check.message, { status: check.status, headers: check.headers }));
-    const upstream = deps.route(url);
-    if (upstream === undefined) {
+    const route = deps.route(url);
+    if (route === undefined) {
       const prefixes = deps.config.upstreams.map((u) => u.prefix).join(', ');
       return refuse(new KeypoolError('keypool_route_not_found', `No upstream serves WebSocket ${pathOnly(url)}; configured prefixes: ${prefixes}.`));
     }
-    // The same hygiene as HTTP: a path that could leave the base path never gets a key.
-    const target = resolveTarget(req.method ?? 'GET', url, upstream, headerValue(req.headers.host));
-    if (!target.ok) return refuse(target.error);
-    const connect = this.#connect.get(upstream.name);
-    if (connect === undefined) return refuse(new KeypoolError('keypool_route_not_found', `No upstream serves WebSocket ${pathOnly(url)}.`));
-    ctx.upstream = upstream.name;
+    // The prefix's members share one wire format: its refusals are in that shape, as on HTTP.
+    const format = route.upstream.format;
+    const host = headerValue(req.headers.host);
+    // The same hygiene as HTTP, before anything else: a path that could leave the base path never gets a key.
+    const hygiene = resolveTarget(req.method ?? 'GET', url, route.upstream, host);
+    if (!hygiene.ok) return refuse(hygiene.error, format);
     ctx.model = modelFromUrl(url);
+    const routed = routeUpgrade(route, ctx.model, allow);
+    ctx.upstream = routed.upstream.name;
+    if (!routed.ok) return refuse(routed.error, format);
+    const upstream = routed.upstream;
+    const target = upstream === route.upstream ? hygiene : resolveTarget(req.method ?? 'GET', url, upstream, host);
+    if (!target.ok) return refuse(target.error, format);
+    const connect = this.#connect.get(upstream.name);
+    if (connect === undefined) return refuse(new KeypoolError('keypool_route_not_found', `No upstream serves WebSocket ${pathOnly(url)}.`), format);
 
     // Until the handshake is answered the socket is ours: watch for the client leaving, keep what it sent.
     const ctl = new AbortController();
