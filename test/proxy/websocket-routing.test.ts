@@ -23,6 +23,8 @@ interface Member {
   readonly errorFormat?: string;
   /** @default '/v1' */
   readonly prefix?: string;
+  /** The path on the fake the prefix maps to. @default '/v1' */
+  readonly basePath?: string;
 }
 
 interface Shared {
@@ -54,7 +56,7 @@ async function shared(members: readonly Member[], clients?: unknown[]): Promise<
       upstreams: members.map((m) => ({
         name: m.name,
         prefix: m.prefix ?? '/v1',
-        baseUrl: `${up[m.name]!.url}/v1`,
+        baseUrl: `${up[m.name]!.url}${m.basePath ?? '/v1'}`,
         keys: [keyOf(m.name)],
         ...(m.models === undefined ? {} : { models: m.models }),
         ...(m.errorFormat === undefined ? {} : { errorFormat: m.errorFormat }),
@@ -96,15 +98,15 @@ const GROQ_OPENAI: readonly Member[] = [
 const auth = { authorization: `Bearer ${TOKEN}` };
 
 /** Opens a session, checks who got the handshake, closes it and waits for its log line. */
-async function servedBy(h: Shared, path: string, headers: Record<string, string> = {}): Promise<string> {
+async function servedBy(h: Shared, path: string, headers: Record<string, string> = {}, basePath = '/v1'): Promise<string> {
   const c = mustOpen(await openWs(`${h.ws}${path}`, { headers }));
   const served = Object.entries(h.up).filter(([, u]) => u.handshakes.length > 0).map(([name]) => name);
   expect(served).toHaveLength(1);
   const name = served[0]!;
   // The member's own key, in its own handshake; nobody else was asked.
   expect(h.up[name]!.handshakes.map((hs) => hs.key)).toEqual([keyOf(name)]);
-  // The prefix is replaced by the member's base path (every fake serves under /v1), the query kept.
-  expect(h.up[name]!.handshakes[0]!.path).toBe(path.replace(/^\/[^/]+/, '/v1'));
+  // The prefix is replaced by the member's base path, the query kept.
+  expect(h.up[name]!.handshakes[0]!.path).toBe(path.replace(/^\/[^/]+/, basePath));
   expect(c.headers['x-keypool-key']).toBe(`${name}-1`);
   expect(h.app.websockets.sessions().map((s) => s.upstream)).toEqual([name]);
   const before = h.lines().length;
@@ -124,6 +126,12 @@ describe('WebSocket routing on a shared prefix', () => {
   it('the member serving ?model= gets the handshake with its own key; the other member gets none', async () => {
     const h = await shared(GROQ_OPENAI);
     expect(await servedBy(h, '/v1/realtime?model=gpt-4o-realtime-preview')).toBe('openai');
+  });
+
+  it('the routed member’s own base path is used, not the default member’s', async () => {
+    // Groq serves OpenAI's API under /openai/v1.
+    const h = await shared([{ name: 'openai', models: ['gpt-*'] }, { name: 'groq', models: ['llama-*'], basePath: '/openai/v1' }]);
+    expect(await servedBy(h, '/v1/realtime?model=llama-3.3-70b', {}, '/openai/v1')).toBe('groq');
   });
 
   it('the first member listing the model wins, whatever its place on the prefix', async () => {
