@@ -76,8 +76,8 @@ async function shared(members: readonly Member[], clients?: unknown[]): Promise<
   const app = await buildApp({ config, logger: createLogger('debug', sink), random: () => 0.5 });
   await app.listen({ port: 0, host: '127.0.0.1' });
   closers.push(async () => {
-    // No pool key in anything keypool logged.
-    for (const l of logs) for (const m of members) expect(l.includes(keyOf(m.name))).toBe(false);
+    // No pool key nor client token in anything keypool logged.
+    for (const l of logs) for (const secret of [TOKEN, ...members.map((m) => keyOf(m.name))]) expect(l.includes(secret)).toBe(false);
     await app.close();
   });
   const addr = app.server.address();
