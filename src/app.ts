@@ -88,7 +88,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const proxy = createProxy({ config, runtimes, agent, clock, random, logger, gate, circuits, onCircuitOpen });
   const pools = new Map([...runtimes].map(([name, r]) => [name, r.pool] as const));
   const rooms = new Map([...runtimes].map(([name, r]) => [name, r.room] as const));
-  const websockets = createWebSocketProxy({ config, pools, route: (url) => proxy.route(url)?.upstream, clock, random, logger, authenticate: wsAuthenticator(gate) });
+  const websockets = createWebSocketProxy({ config, pools, route: (url) => proxy.route(url), clock, random, logger, authenticate: wsAuthenticator(gate) });
 
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type the default one.

@@ -10,7 +10,7 @@ export function wsAuthenticator(gate: ClientGate | undefined): Authenticate | un
   if (gate === undefined) return undefined;
   return (headers: IncomingHttpHeaders) => {
     const client = gate.identify(headers) ?? gate.identify({ authorization: `Bearer ${subprotocolToken(headers['sec-websocket-protocol'])}` });
-    return client === undefined ? { ok: false, error: gate.unauthorized() } : { ok: true, client: client.name };
+    return client === undefined ? { ok: false, error: gate.unauthorized() } : { ok: true, client: client.name, allow: (upstream, model) => gate.refuseModel(client, upstream, model) };
   };
 }
 

@@ -10,15 +10,14 @@ import type WebSocket from 'ws';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import type { KeypoolError } from '../errors.js';
-import type { UsageCounter } from '../keys/ledger.js';
 import type { Demand, KeyPool, KeyState, Lease, UpstreamAnswer } from '../keys/pool.js';
 import type { Scrubber } from '../keys/scrub.js';
-import { decodeBody } from './body-text.js';
 import { describeNetworkError, giveUp, type Failure } from './give-up.js';
-import { clientResponseHeaders, setKey } from './headers.js';
+import { setKey } from './headers.js';
 import { decide, retryDelayMs, type AttemptResult, type Decision, type Penalty, type PolicySettings } from './retry-policy.js';
-import { SNIPPET_LIMIT, SNIPPET_TIMEOUT_MS, type TrailStep } from './rotate.js';
+import type { TrailStep } from './rotate.js';
 import { UpstreamHandshake, type HandshakeResult } from './websocket-handshake.js';
+import { answerOf, readText, samePenalty, usageOf, type Answered } from './websocket-upstream-answer.js';
 
 /** Keys asked about a refusal nobody can explain before the client gets it (as in rotate.ts). */
 const UNEXPLAINED_OPINIONS = 2;
@@ -70,7 +69,6 @@ export function connectUpstream(deps: ConnectDeps, req: ConnectRequest): Promise
   return new HandshakeLoop(deps, req).run();
 }
 
-type Answered = Extract<HandshakeResult, { kind: 'answered' }>;
 type Next = { readonly kind: 'again'; readonly charge: boolean } | { readonly kind: 'stop'; readonly outcome: ConnectOutcome };
 
 class HandshakeLoop {
@@ -268,15 +266,8 @@ class HandshakeLoop {
     return this.#deps.pool.states().some((s) => s.disabled === undefined && !this.#tried.has(s));
   }
 
-  /** The upstream's answer as the client may see it: decoded, scrubbed of secrets, its framing headers gone. */
   #answerOf(r: Answered, body: string): UpstreamAnswer {
-    const { scrub } = this.#deps;
-    const headers: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(clientResponseHeaders(r.headers))) {
-      if (value === undefined || name === 'content-length' || name === 'content-encoding' || name.startsWith('sec-websocket-')) continue;
-      headers[name] = Array.isArray(value) ? value.map((v) => scrub(String(v))) : scrub(String(value));
-    }
-    return { status: r.status, headers, body: scrub(body) };
+    return answerOf(r, body, this.#deps.scrub);
   }
 
   #stop(o: OutcomeBody): Next {
@@ -296,20 +287,3 @@ class HandshakeLoop {
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 type OutcomeBody = DistributiveOmit<ConnectOutcome, keyof Tally>;
-
-async function readText(r: Answered): Promise<string> {
-  const raw = await r.read(SNIPPET_LIMIT, SNIPPET_TIMEOUT_MS);
-  return decodeBody(raw, r.headers['content-encoding'], SNIPPET_LIMIT);
-}
-
-function samePenalty(a: Penalty, b: Penalty): boolean {
-  if (a.kind !== b.kind) return false;
-  if (a.kind === 'cool' && b.kind === 'cool') return a.reason === b.reason && a.scope === b.scope && a.until === b.until;
-  return a.kind === 'none';
-}
-
-/** The usage counter a refused handshake adds to (as rotate.ts counts failed attempts). */
-function usageOf(p: Penalty): UsageCounter | undefined {
-  if (p.kind !== 'cool') return undefined;
-  return p.reason === 'rate_limited' ? 'rateLimited' : p.reason === 'out_of_credit' ? 'outOfCredit' : undefined;
-}

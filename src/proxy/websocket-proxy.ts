@@ -6,88 +6,41 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Logger } from 'pino';
-import WebSocket, { WebSocketServer } from 'ws';
-import type { Clock } from '../clock.js';
-import type { Config, Upstream } from '../config/load.js';
-import { KeypoolError } from '../errors.js';
-import type { KeyPool } from '../keys/pool.js';
+import type { Config } from '../config/load.js';
+import { KeypoolError, type ErrorFormat } from '../errors.js';
 import { createScrubber } from '../keys/scrub.js';
 import { resolveTarget } from './request-target.js';
 import type { RequestListener } from './request-record.js';
 import { RequestAborted } from './rotate.js';
+import { ClientAcceptor } from './websocket-accept.js';
 import { connectUpstream, type ConnectDeps, type ConnectOutcome } from './websocket-connect.js';
-import { CLOSE_TIMEOUT_MS, type CloseTimeout } from './websocket-handshake.js';
 import { GOING_AWAY } from './websocket-close.js';
+import { HeldClient } from './websocket-hold.js';
 import { headerValue, logLine, pathOnly, recordOf, type Context, type RecordExtra } from './websocket-record.js';
-import { HIGH_WATER_BYTES, LOW_WATER_BYTES, Relay, type FlowStats } from './websocket-relay.js';
+import { HIGH_WATER_BYTES, LOW_WATER_BYTES, Relay } from './websocket-relay.js';
 import { answerOnSocket, refuseWithError } from './websocket-refuse.js';
+import { routeUpgrade, type AllowCheck } from './websocket-route.js';
 import { checkUpgrade, modelFromUrl, upstreamHandshakeHeaders, upstreamSubprotocols } from './websocket-request.js';
 import { handshakeLines, keypoolHeaders } from './websocket-response.js';
+import {
+  HANDSHAKE_TIMEOUT_MS,
+  MAX_MESSAGE_BYTES,
+  type Authenticate,
+  type SessionView,
+  type WebSocketProxy,
+  type WebSocketProxyDeps,
+} from './websocket-types.js';
 import { SessionUsage } from './websocket-usage.js';
 
-/**
- * Largest message either side may send (ws closes the session with 1009 past it). The Realtime API
- * takes audio chunks of up to 15 MiB in one `input_audio_buffer.append`.
- */
-export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
-/** Longest one upstream handshake may take, connection included, before the next key is tried. */
-export const HANDSHAKE_TIMEOUT_MS = 30_000;
+export { HANDSHAKE_TIMEOUT_MS, MAX_MESSAGE_BYTES } from './websocket-types.js';
+export type { AuthOutcome, Authenticate, SessionView, WebSocketProxy, WebSocketProxyDeps } from './websocket-types.js';
+
 /** Bytes a client may send before its handshake is answered (it should send none): more closes it. */
 const MAX_EARLY_BYTES = 64 * 1024;
 /** A client's x-request-id longer than this is cut (it is logged and echoed). */
 const MAX_REQUEST_ID = 128;
 /** Status logged for a client that left before its handshake was answered (nginx's convention). */
 const CLIENT_CLOSED = 499;
-
-export type AuthOutcome = { readonly ok: true; readonly client: string } | { readonly ok: false; readonly error: KeypoolError };
-/** Client-token check, called before anything else; a refusal gets its error as the handshake's HTTP answer. */
-export type Authenticate = (headers: IncomingHttpHeaders, remoteAddress: string | undefined) => AuthOutcome | Promise<AuthOutcome>;
-
-export interface WebSocketProxyDeps {
-  readonly config: Config;
-  readonly pools: ReadonlyMap<string, KeyPool>;
-  /** The upstream whose prefix serves a URL (the HTTP routes' own rule, so both agree). */
-  readonly route: (url: string) => Upstream | undefined;
-  readonly clock: Clock;
-  readonly random: () => number;
-  readonly logger: Logger;
-  readonly authenticate?: Authenticate;
-  /** @default MAX_MESSAGE_BYTES */
-  readonly maxMessageBytes?: number;
-  /** @default HANDSHAKE_TIMEOUT_MS */
-  readonly handshakeTimeoutMs?: number;
-  /** Backpressure marks per direction. @default HIGH_WATER_BYTES, LOW_WATER_BYTES */
-  readonly highWaterBytes?: number;
-  readonly lowWaterBytes?: number;
-}
-
-/** An open session, as the admin view and tests see it. */
-export interface SessionView {
-  readonly id: string;
-  readonly upstream: string;
-  readonly key: string;
-  readonly path: string;
-  readonly client: string;
-  readonly toClient: FlowStats;
-  readonly toUpstream: FlowStats;
-}
-
-export interface WebSocketProxy {
-  /** A reload: handshakes from now on use the new config and token check; open sessions go on. */
-  reconfigure(config: Config, authenticate: Authenticate | undefined): void;
-  /** The node:http server's 'upgrade' listener. */
-  readonly upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
-  /** Handshakes waiting on the upstream now. */
-  readonly handshaking: number;
-  sessions(): SessionView[];
-  /** Set at shutdown: new upgrades get 503. */
-  readonly closing: boolean;
-  /** Refuses new upgrades, cancels handshakes in progress and closes every session with 1001; how many were open. */
-  closeAll(reason: string): number;
-  /** Told of every upgrade once it is over (refused, or its session closed). */
-  onRequest(fn: RequestListener): void;
-}
 
 interface Session {
   readonly view: Omit<SessionView, 'toClient' | 'toUpstream'>;
@@ -103,35 +56,15 @@ class WsProxy implements WebSocketProxy {
   readonly upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   #deps: WebSocketProxyDeps;
   readonly #connect = new Map<string, ConnectDeps>();
-  readonly #wss: WebSocketServer;
+  readonly #acceptor: ClientAcceptor;
   readonly #sessions = new Set<Session>();
-  readonly #handshakes = new Set<AbortController>();
+  readonly #handshakes = new Set<HeldClient>();
   readonly #listeners: RequestListener[] = [];
-  /** Per client handshake being completed: the subprotocol the upstream chose, and the headers to add. */
-  readonly #answers = new WeakMap<IncomingMessage, { readonly protocol: string; readonly lines: readonly string[] }>();
 
   constructor(deps: WebSocketProxyDeps) {
     this.#deps = deps;
-    const maxMessageBytes = deps.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.#build(deps);
-    const serverOptions: WebSocket.ServerOptions & CloseTimeout = {
-      noServer: true,
-      clientTracking: false,
-      perMessageDeflate: false,
-      autoPong: false,
-      maxPayload: maxMessageBytes,
-      closeTimeout: CLOSE_TIMEOUT_MS,
-      // The client gets the subprotocol the upstream chose, or none (only ever one the client offered).
-      handleProtocols: (offered, req) => {
-        const chosen = this.#answers.get(req)?.protocol ?? '';
-        return chosen !== '' && offered.has(chosen) ? chosen : false;
-      },
-    };
-    this.#wss = new WebSocketServer(serverOptions);
-    this.#wss.on('headers', (lines, req) => {
-      const extra = this.#answers.get(req)?.lines;
-      if (extra !== undefined) lines.push(...extra);
-    });
+    this.#acceptor = new ClientAcceptor(deps.maxMessageBytes ?? MAX_MESSAGE_BYTES);
     this.upgrade = (req, socket, head) => {
       this.#upgrade(req, socket, head).catch((err: unknown) => {
         deps.logger.error({ err }, 'websocket upgrade failed');
@@ -155,7 +88,7 @@ class WsProxy implements WebSocketProxy {
   closeAll(reason: string): number {
     this.closing = true;
     const n = this.#sessions.size + this.#handshakes.size;
-    for (const ctl of [...this.#handshakes]) ctl.abort(new RequestAborted('shutdown'));
+    for (const held of [...this.#handshakes]) held.abort(new RequestAborted('shutdown'));
     for (const s of [...this.#sessions]) s.relay.close(GOING_AWAY, `keypool ${reason}`.slice(0, 100));
     return n;
   }
@@ -192,15 +125,17 @@ class WsProxy implements WebSocketProxy {
     const ctx: Context = { id: requestId(req.headers), url, started: performance.now(), upstream: '-', client: remote ?? 'unknown', model: '' };
     // Errors on the raw socket (a reset mid-handshake) end up as 'close'; without a listener they would throw.
     socket.on('error', (err) => deps.logger.debug({ reqId: ctx.id, err: err.message }, 'websocket client socket error'));
-    const refuse = (error: KeypoolError): void => {
-      refuseWithError(socket, error, keypoolHeaders(ctx.id, 0, undefined));
+    const refuse = (error: KeypoolError, format?: ErrorFormat): void => {
+      refuseWithError(socket, error, keypoolHeaders(ctx.id, 0, undefined), format);
       this.#log(ctx, error.status, undefined, { error: error.code });
     };
 
+    let allow: AllowCheck | undefined;
     if (deps.authenticate !== undefined) {
       const auth = await deps.authenticate(req.headers, remote);
       if (!auth.ok) return refuse(auth.error);
       ctx.client = auth.client;
+      allow = auth.allow;
       // The client may have gone while its token was checked: no key is used for nobody.
       if (socket.destroyed) return this.#log(ctx, CLIENT_CLOSED, undefined, { cut: 'client_closed' });
     } else {
@@ -209,33 +144,31 @@ class WsProxy implements WebSocketProxy {
     if (this.closing) return refuse(new KeypoolError('keypool_shutting_down', 'keypool is shutting down; connect to another replica or retry shortly.'));
     const check = checkUpgrade(req.method, req.headers);
     if (check.kind === 'refuse') return refuse(new KeypoolError('keypool_invalid_request', check.message, { status: check.status, headers: check.headers }));
-    const upstream = deps.route(url);
-    if (upstream === undefined) {
+    const route = deps.route(url);
+    if (route === undefined) {
       const prefixes = deps.config.upstreams.map((u) => u.prefix).join(', ');
       return refuse(new KeypoolError('keypool_route_not_found', `No upstream serves WebSocket ${pathOnly(url)}; configured prefixes: ${prefixes}.`));
     }
-    // The same hygiene as HTTP: a path that could leave the base path never gets a key.
-    const target = resolveTarget(req.method ?? 'GET', url, upstream, headerValue(req.headers.host));
-    if (!target.ok) return refuse(target.error);
-    const connect = this.#connect.get(upstream.name);
-    if (connect === undefined) return refuse(new KeypoolError('keypool_route_not_found', `No upstream serves WebSocket ${pathOnly(url)}.`));
-    ctx.upstream = upstream.name;
+    // The prefix's members share one wire format: its refusals are in that shape, as on HTTP.
+    const format = route.upstream.format;
+    const host = headerValue(req.headers.host);
+    // The same hygiene as HTTP, before anything else: a path that could leave the base path never gets a key.
+    const hygiene = resolveTarget(req.method ?? 'GET', url, route.upstream, host);
+    if (!hygiene.ok) return refuse(hygiene.error, format);
     ctx.model = modelFromUrl(url);
+    const routed = routeUpgrade(route, ctx.model, allow);
+    ctx.upstream = routed.upstream.name;
+    if (!routed.ok) return refuse(routed.error, format);
+    const upstream = routed.upstream;
+    const target = upstream === route.upstream ? hygiene : resolveTarget(req.method ?? 'GET', url, upstream, host);
+    if (!target.ok) return refuse(target.error, format);
+    const connect = this.#connect.get(upstream.name);
+    if (connect === undefined) return refuse(new KeypoolError('keypool_route_not_found', `No upstream serves WebSocket ${pathOnly(url)}.`), format);
 
     // Until the handshake is answered the socket is ours: watch for the client leaving, keep what it sent.
-    const ctl = new AbortController();
-    const early: Buffer[] = head.length > 0 ? [head] : [];
-    let earlySize = head.length;
-    const onData = (chunk: Buffer): void => {
-      earlySize += chunk.length;
-      if (earlySize <= MAX_EARLY_BYTES) early.push(chunk);
-      else socket.destroy();
-    };
-    const onGone = (): void => ctl.abort(new RequestAborted('client_closed'));
-    socket.on('data', onData);
-    socket.once('end', onGone);
-    socket.once('close', onGone);
-    this.#handshakes.add(ctl);
+    const held = new HeldClient(socket, head, MAX_EARLY_BYTES);
+    this.#handshakes.add(held);
+    let early: Buffer;
     let outcome: ConnectOutcome;
     try {
       outcome = await connectUpstream(connect, {
@@ -245,16 +178,14 @@ class WsProxy implements WebSocketProxy {
         protocols: upstreamSubprotocols(check.offered),
         demand: { model: ctx.model, tokens: 0 },
         session: upstream.sticky ? headerValue(req.headers[upstream.sticky.header]) : undefined,
-        signal: ctl.signal,
+        signal: held.signal,
       });
     } finally {
-      this.#handshakes.delete(ctl);
-      socket.off('data', onData);
-      socket.off('end', onGone);
-      socket.off('close', onGone);
+      this.#handshakes.delete(held);
+      early = held.release();
     }
 
-    const why = ctl.signal.reason instanceof RequestAborted ? ctl.signal.reason.why : undefined;
+    const why = held.why;
     const clientGone = why === 'client_closed' || socket.destroyed || !socket.writable;
     if (outcome.kind === 'open' && (clientGone || why !== undefined)) {
       outcome.socket.terminate();
@@ -279,7 +210,7 @@ class WsProxy implements WebSocketProxy {
         return this.#log(ctx, answer.status, outcome);
       }
       case 'open':
-        return this.#session(ctx, req, socket, Buffer.concat(early), outcome, connect);
+        return this.#session(ctx, req, socket, early, outcome, connect);
     }
   }
 
@@ -287,14 +218,8 @@ class WsProxy implements WebSocketProxy {
   async #session(ctx: Context, req: IncomingMessage, socket: Duplex, head: Buffer, outcome: Extract<ConnectOutcome, { kind: 'open' }>, connect: ConnectDeps): Promise<void> {
     const { lease, socket: upstream } = outcome;
     const keyName = lease.state.key.name;
-    this.#answers.set(req, { protocol: upstream.protocol, lines: handshakeLines(outcome.headers, connect.scrub, keypoolHeaders(ctx.id, outcome.attempts, keyName)) });
-    let client: WebSocket | undefined;
-    try {
-      this.#wss.handleUpgrade(req, socket, head, (ws) => (client = ws));
-    } finally {
-      this.#answers.delete(req);
-    }
-    // ws completes the upgrade synchronously, or destroys a socket the client already half-closed.
+    const client = this.#acceptor.accept(req, socket, head, { protocol: upstream.protocol, lines: handshakeLines(outcome.headers, connect.scrub, keypoolHeaders(ctx.id, outcome.attempts, keyName)) });
+    // ws destroys a socket the client already half-closed.
     if (client === undefined) {
       upstream.terminate();
       lease.end(undefined);

@@ -3,7 +3,7 @@
 // built from validated parts only, so no header value can inject a line.
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { KeypoolError } from '../errors.js';
+import type { ErrorFormat, KeypoolError } from '../errors.js';
 
 /** RFC 9110 §5.1 field name. */
 const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -48,7 +48,7 @@ export function answerOnSocket(socket: Duplex, status: number, headers: HeadValu
   socket.end(Buffer.concat([Buffer.from(formatHead(status, headers, bytes.length), 'latin1'), bytes]), () => socket.destroy());
 }
 
-/** keypool's own error, OpenAI-shaped, with its headers (Retry-After, x-should-retry...). */
-export function refuseWithError(socket: Duplex, error: KeypoolError, extra: HeadValues = {}): void {
-  answerOnSocket(socket, error.status, { ...error.headers, ...extra }, JSON.stringify(error.toBody()));
+/** keypool's own error in the upstream's shape (OpenAI's unless told), with its headers (Retry-After, x-should-retry...). */
+export function refuseWithError(socket: Duplex, error: KeypoolError, extra: HeadValues = {}, format: ErrorFormat = 'openai'): void {
+  answerOnSocket(socket, error.status, { ...error.headers, ...extra }, JSON.stringify(error.toBody(format)));
 }

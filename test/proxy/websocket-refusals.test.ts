@@ -88,7 +88,7 @@ describe('client-token hook', () => {
     const pool = new KeyPool('openai', upstream.keys);
     const logs: string[] = [];
     const logger = createLogger('info', { write: (l: string) => void logs.push(l) });
-    const proxy = createWebSocketProxy({ config, pools: new Map([['openai', pool]]), route: (url) => (url.startsWith('/v1') ? upstream : undefined), clock: systemClock, random: () => 0.5, logger, authenticate });
+    const proxy = createWebSocketProxy({ config, pools: new Map([['openai', pool]]), route: (url) => (url.startsWith('/v1') ? { upstream, group: [upstream] } : undefined), clock: systemClock, random: () => 0.5, logger, authenticate });
     const server: Server = createServer((_q, s) => s.end()).on('upgrade', proxy.upgrade);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     closers.push(async () => {
