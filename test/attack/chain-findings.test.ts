@@ -1,8 +1,8 @@
 // Attacks on fallback chains, circuit breaking and model routing on a shared prefix (issue 14, issue 13
-// item 4) that break them. Every test here FAILS on the code it was written against (bb4cd3f): each is
-// one finding, named `attack: ...`, reproduced end to end against a real keypool on loopback with fault
-// upstreams (test/helpers/chain.ts), a real redis-server where the store matters. The integrator fixes
-// src/; the test then passes. Attacks the code withstood are in chain-holds.test.ts.
+// item 4). Every test here FAILED on the code it was written against (bb4cd3f): each is one finding,
+// named `attack: ...`, reproduced end to end against a real keypool on loopback with fault upstreams
+// (test/helpers/chain.ts), a real redis-server where the store matters. All are fixed (96f194a and the
+// cfg / wsroute merges) and kept as regression tests. Attacks the code withstood are in chain-holds.test.ts.
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfigObject } from '../../src/config/load.js';
