@@ -10,7 +10,8 @@ export function wsAuthenticator(gate: ClientGate | undefined): Authenticate | un
   if (gate === undefined) return undefined;
   return (headers: IncomingHttpHeaders) => {
     const client = gate.identify(headers) ?? gate.identify({ authorization: `Bearer ${subprotocolToken(headers['sec-websocket-protocol'])}` });
-    return client === undefined ? { ok: false, error: gate.unauthorized() } : { ok: true, client: client.name, allow: (upstream, model) => gate.refuseModel(client, upstream, model) };
+    if (client === undefined) return { ok: false, error: gate.unauthorized() };
+    return { ok: true, client: client.name, allow: (upstream, model) => gate.refuseModel(client, upstream, model), admit: (upstream, now) => gate.admit(client, upstream, now) };
   };
 }
 

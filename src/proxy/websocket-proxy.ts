@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Config } from '../config/load.js';
+import type { Config, Upstream } from '../config/load.js';
 import { KeypoolError, type ErrorFormat } from '../errors.js';
 import { createScrubber } from '../keys/scrub.js';
 import { resolveTarget } from './request-target.js';
@@ -26,6 +26,7 @@ import {
   HANDSHAKE_TIMEOUT_MS,
   MAX_MESSAGE_BYTES,
   type Authenticate,
+  type SessionAdmission,
   type SessionView,
   type WebSocketProxy,
   type WebSocketProxyDeps,
@@ -131,11 +132,13 @@ class WsProxy implements WebSocketProxy {
     };
 
     let allow: AllowCheck | undefined;
+    let admit: ((upstream: string, now: number) => SessionAdmission) | undefined;
     if (deps.authenticate !== undefined) {
       const auth = await deps.authenticate(req.headers, remote);
       if (!auth.ok) return refuse(auth.error);
       ctx.client = auth.client;
       allow = auth.allow;
+      admit = auth.admit;
       // The client may have gone while its token was checked: no key is used for nobody.
       if (socket.destroyed) return this.#log(ctx, CLIENT_CLOSED, undefined, { cut: 'client_closed' });
     } else {
@@ -164,6 +167,18 @@ class WsProxy implements WebSocketProxy {
     if (!target.ok) return refuse(target.error, format);
     const connect = this.#connect.get(upstream.name);
     if (connect === undefined) return refuse(new KeypoolError('keypool_route_not_found', `No upstream serves WebSocket ${pathOnly(url)}.`), format);
+    // The client's limits, as on HTTP: a session is one request in flight until it ends, and one of its rpm.
+    const admission = admit?.(upstream.name, deps.clock.now());
+    if (admission !== undefined && !admission.ok) return refuse(admission.error, format);
+    try {
+      await this.#open(ctx, req, socket, head, upstream, target.path, check.offered, connect);
+    } finally {
+      admission?.release();
+    }
+  }
+
+  /** Connects upstream (rotating keys at the handshake) and answers the client: a session, or the refusal. */
+  async #open(ctx: Context, req: IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream, path: string, offered: readonly string[], connect: ConnectDeps): Promise<void> {
 
     // Until the handshake is answered the socket is ours: watch for the client leaving, keep what it sent.
     const held = new HeldClient(socket, head, MAX_EARLY_BYTES);
@@ -172,10 +187,10 @@ class WsProxy implements WebSocketProxy {
     let outcome: ConnectOutcome;
     try {
       outcome = await connectUpstream(connect, {
-        url: `${upstream.origin}${target.path}`,
+        url: `${upstream.origin}${path}`,
         headers: upstreamHandshakeHeaders(req.headers),
         authHeader: upstream.authHeader,
-        protocols: upstreamSubprotocols(check.offered),
+        protocols: upstreamSubprotocols(offered),
         demand: { model: ctx.model, tokens: 0 },
         session: upstream.sticky ? headerValue(req.headers[upstream.sticky.header]) : undefined,
         signal: held.signal,

@@ -19,9 +19,15 @@ export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 /** Longest one upstream handshake may take, connection included, before the next key is tried. */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
 
+/** A client's limits (clients[].maxConcurrent, rpm) for one session: counted until `release`. */
+export type SessionAdmission = { readonly ok: true; readonly release: () => void } | { readonly ok: false; readonly error: KeypoolError };
+
 export type AuthOutcome =
-  /** `allow`: the client's allow-lists, checked against the upstream its upgrade is routed to; absent: any. */
-  | { readonly ok: true; readonly client: string; readonly allow?: AllowCheck }
+  /**
+   * `allow`: the client's allow-lists, checked against the upstream its upgrade is routed to; absent: any.
+   * `admit`: its limits; a session counts as one request in flight for as long as it is open.
+   */
+  | { readonly ok: true; readonly client: string; readonly allow?: AllowCheck; readonly admit?: (upstream: string, now: number) => SessionAdmission }
   | { readonly ok: false; readonly error: KeypoolError };
 /** Client-token check, called before anything else; a refusal gets its error as the handshake's HTTP answer. */
 export type Authenticate = (headers: IncomingHttpHeaders, remoteAddress: string | undefined) => AuthOutcome | Promise<AuthOutcome>;

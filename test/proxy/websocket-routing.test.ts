@@ -213,3 +213,45 @@ describe('WebSocket routing on a shared prefix', () => {
     expect(await servedBy(h, '/azure/responses', auth)).toBe('azure');
   });
 });
+
+describe('a client’s limits on WebSocket sessions', () => {
+  it('maxConcurrent: an open session is a request in flight; a second is refused 429 with nothing sent, and admitted once the first ends', async () => {
+    const h = await shared([{ name: 'openai' }], [{ name: 'agent', token: TOKEN, maxConcurrent: 1 }]);
+    const first = mustOpen(await openWs(`${h.ws}/v1/realtime?model=gpt-4o-realtime-preview`, { headers: auth }));
+    const second = mustRefuse(await openWs(`${h.ws}/v1/realtime?model=gpt-4o-realtime-preview`, { headers: auth }));
+    expect(second.status).toBe(429);
+    expect(JSON.parse(second.body).error.code).toBe('keypool_client_limit');
+    expect(h.up.openai!.handshakes).toHaveLength(1);
+    // HTTP counts against the same limit while the session is open.
+    const http = await fetch(`${h.ws.replace('ws://', 'http://')}/v1/models`, { headers: auth });
+    expect(http.status).toBe(429);
+    first.ws.close();
+    await first.closed;
+    await waitFor(() => h.app.websockets.sessions().length === 0);
+    const third = mustOpen(await openWs(`${h.ws}/v1/realtime?model=gpt-4o-realtime-preview`, { headers: auth }));
+    third.ws.close();
+    await third.closed;
+  });
+
+  it('rpm: each handshake counts one request; past it the upgrade is refused 429 with Retry-After', async () => {
+    const h = await shared([{ name: 'openai' }], [{ name: 'agent', token: TOKEN, rpm: 1 }]);
+    const first = mustOpen(await openWs(`${h.ws}/v1/realtime?model=gpt-4o-realtime-preview`, { headers: auth }));
+    first.ws.close();
+    await first.closed;
+    const second = mustRefuse(await openWs(`${h.ws}/v1/realtime?model=gpt-4o-realtime-preview`, { headers: auth }));
+    expect(second.status).toBe(429);
+    expect(Number(second.headers['retry-after'])).toBeGreaterThan(0);
+    expect(h.up.openai!.handshakes).toHaveLength(1);
+  });
+
+  it('a refused handshake (no key can serve) releases its slot: the client is not left at its limit', async () => {
+    const h = await shared([{ name: 'openai' }], [{ name: 'agent', token: TOKEN, maxConcurrent: 1 }]);
+    // The only key answers the handshake 500: the client gets an error, and its slot is free again.
+    h.up.openai!.script(keyOf('openai'), { kind: 'server_error' });
+    const a = mustRefuse(await openWs(`${h.ws}/v1/realtime?model=gpt-4o-realtime-preview`, { headers: auth }));
+    expect(a.status).toBeGreaterThanOrEqual(500);
+    const b = mustOpen(await openWs(`${h.ws}/v1/realtime?model=gpt-4o-realtime-preview`, { headers: auth }));
+    b.ws.close();
+    await b.closed;
+  });
+});
