@@ -18,6 +18,8 @@ export interface ModelListRequest {
   readonly format: WireFormat;
   /** Asks one member (`last`: no other follows, so it may spend what is left of the budget). */
   readonly run: (target: Target, last: boolean) => Promise<RotateOutcome>;
+  /** Whether the client may ask this upstream for this model (its token's allow-lists); absent: any. */
+  readonly keep?: ((upstream: string, id: string) => boolean) | undefined;
 }
 
 /** What a GET path is on a shared prefix: the model list, one model's entry, or neither. */
@@ -61,7 +63,7 @@ export async function serveModelList(r: ModelListRequest): Promise<RotateOutcome
     }
     first ??= o;
   }
-  const merged = mergeModelLists(r.format, lists);
+  const merged = mergeModelLists(r.format, lists, r.keep);
   if (first === undefined) return noMember();
   if (merged === undefined) {
     if (first.kind !== 'deliver') return { ...first, attempts, retries };

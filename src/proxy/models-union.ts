@@ -12,7 +12,7 @@ export interface MemberList {
 }
 
 /** The merged body, or undefined when no member's answer was a list keypool can read. */
-export function mergeModelLists(format: WireFormat, lists: readonly MemberList[]): string | undefined {
+export function mergeModelLists(format: WireFormat, lists: readonly MemberList[], keep?: (upstream: string, id: string) => boolean): string | undefined {
   const field = format === 'gemini' ? 'models' : 'data';
   const seen = new Set<string>();
   const merged: unknown[] = [];
@@ -26,6 +26,8 @@ export function mergeModelLists(format: WireFormat, lists: readonly MemberList[]
       const id = idOf(entry, format);
       if (id === undefined || seen.has(id)) continue;
       if (member.models !== undefined && !member.models.some((re) => re.test(id))) continue;
+      // A client held to some models is shown only those (the rest would get it a 403).
+      if (keep !== undefined && !keep(member.name, id)) continue;
       seen.add(id);
       merged.push(entry);
     }

@@ -186,7 +186,8 @@ export function prefixHandler(
     // On a shared prefix, any member's provider may name the model in the path (Gemini, Azure).
     for (let i = 0; i < group.length && hints.model === undefined && group.length > 1; i++) hints = pathHints(group[i]!.provider, hygiene.path);
     // On a shared prefix, GET <prefix>/models is every member's list, and GET <prefix>/models/<id> the member serving <id>.
-    const listing = group.length > 1 && method === 'GET' ? modelsPath(hygiene.path, fallback.basePath) : undefined;
+    // HEAD is GET without the content: its list comes from the default member alone (no body to merge).
+    const listing = group.length > 1 && (method === 'GET' || method === 'HEAD') ? modelsPath(hygiene.path, fallback.basePath) : undefined;
     const model = hints.model ?? listing?.model ?? info.demand.model;
     seen.model = model;
     seen.stream = info.stream || hints.stream;
@@ -283,18 +284,18 @@ export function prefixHandler(
 
     /** Whether the client may be served by an upstream (with a model, when one is asked of it). */
     const allowed = (name: string, asked: string | undefined): boolean => known === undefined || gate === undefined || gate.mayUse(known, name, asked);
-    if (listing?.kind === 'list') {
+    if (listing?.kind === 'list' && method === 'GET') {
       // One request: the members the client may use share its budget, as the targets of a chain do.
       const budget = { charged: 0, waitedMs: 0 };
       const members = group.filter((u) => allowed(u.name, undefined));
-      const listed = await serveModelList({ group: members, targets, format, run: (target, last) => onTarget({ target, model: undefined, budget, leaveOnFault: !last, rerouteContextLength: false }) });
+      const listed = await serveModelList({ group: members, targets, format, run: (target, last) => onTarget({ target, model: undefined, budget, leaveOnFault: !last, rerouteContextLength: false }), keep: known === undefined || gate === undefined ? undefined : (name, id) => gate.mayUse(known, name, id) });
       const d = await deliver(deliveryOf(res, keepAlive, NO_HEADERS), listed);
       // Not a fallback: the members asked are in the trail.
       log(d.status, listed, { upstream: fallback.name }, d);
       return;
     }
 
-    const walked = await walkChain({ steps, contextSteps: member.contextLengthFallbacks, targets, allowed: (name, asked) => allowed(name, asked ?? model), run: onTarget });
+    const walked = await walkChain({ steps, contextSteps: member.contextLengthFallbacks, targets, allowed: (name, asked) => allowed(name, asked ?? model), run: onTarget, model });
     const servedBy = walked.target.upstream.name;
     const served = walked.model ?? model;
     // Said when the answer is not the primary's own: which upstream, and which model it was asked for.

@@ -32,6 +32,8 @@ export interface WalkRequest {
   /** Whether the client may be served by this upstream with this model (undefined: the request's own), by its token's allow-lists. */
   readonly allowed: (upstream: string, model: string | undefined) => boolean;
   readonly run: (r: ChainRun) => Promise<RotateOutcome>;
+  /** The request's own model: a step asking a target already walked for the same model is skipped. */
+  readonly model: string;
 }
 
 export interface Walked {
@@ -69,7 +71,10 @@ export async function walkChain(w: WalkRequest): Promise<Walked> {
   for (let pass = 0; pass < maxPasses && i < steps.length; pass++) {
     const step = steps[i]!;
     const target = w.targets.get(step.upstream);
-    if (target === undefined || (done.length > 0 && !w.allowed(step.upstream, step.model))) {
+    // The same model on a pool already walked is the same request again (a glob's fallback naming the
+    // very model asked for): that pool has said its word.
+    const again = done.some((d) => d.target === target && (d.model ?? w.model) === (step.model ?? w.model));
+    if (target === undefined || again || (done.length > 0 && !w.allowed(step.upstream, step.model))) {
       i++;
       continue;
     }

@@ -14,10 +14,10 @@ import type { Demand, KeyPool, KeyState, Lease, UpstreamAnswer } from '../keys/p
 import type { Scrubber } from '../keys/scrub.js';
 import { describeNetworkError, giveUp, type Failure } from './give-up.js';
 import { setKey } from './headers.js';
-import { decide, retryDelayMs, type AttemptResult, type Decision, type Penalty, type PolicySettings } from './retry-policy.js';
+import { decide, retryDelayMs, samePenalty, usageOf, type AttemptResult, type Decision, type Penalty, type PolicySettings } from './retry-policy.js';
 import type { TrailStep } from './rotate.js';
 import { UpstreamHandshake, type HandshakeResult } from './websocket-handshake.js';
-import { answerOf, readText, samePenalty, usageOf, type Answered } from './websocket-upstream-answer.js';
+import { answerOf, readText, type Answered } from './websocket-upstream-answer.js';
 
 /** Keys asked about a refusal nobody can explain before the client gets it (as in rotate.ts). */
 const UNEXPLAINED_OPINIONS = 2;

@@ -90,6 +90,20 @@ export function upstreamHandshakeHeaders(client: IncomingHttpHeaders): Record<st
 }
 
 /** The `model` query parameter (the Realtime API names its model there); '' when absent or unusable. */
+/**
+ * Whether the query names its model more than once: keypool routes and checks one value, an upstream
+ * may read another (the last, for many servers), so such a handshake is refused rather than guessed.
+ */
+export function repeatsModel(url: string): boolean {
+  const q = url.indexOf('?');
+  if (q === -1) return false;
+  try {
+    return new URLSearchParams(url.slice(q + 1)).getAll('model').length > 1;
+  } catch {
+    return true;
+  }
+}
+
 export function modelFromUrl(url: string): string {
   const q = url.indexOf('?');
   if (q === -1) return '';

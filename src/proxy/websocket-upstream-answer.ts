@@ -1,12 +1,10 @@
 // An upstream's non-101 answer to a handshake, as websocket-connect.ts's key rotation uses it: its body
 // read (bounded), the answer as the client may see it (decoded, scrubbed of secrets, framing headers
 // gone), and what a penalty means for the pool's counts. Pure apart from reading the body.
-import type { UsageCounter } from '../keys/ledger.js';
 import type { UpstreamAnswer } from '../keys/pool.js';
 import type { Scrubber } from '../keys/scrub.js';
 import { decodeBody } from './body-text.js';
 import { clientResponseHeaders } from './headers.js';
-import type { Penalty } from './retry-policy.js';
 import { SNIPPET_LIMIT, SNIPPET_TIMEOUT_MS } from './rotate.js';
 import type { HandshakeResult } from './websocket-handshake.js';
 
@@ -26,16 +24,4 @@ export function answerOf(r: Answered, body: string, scrub: Scrubber): UpstreamAn
     headers[name] = Array.isArray(value) ? value.map((v) => scrub(String(v))) : scrub(String(value));
   }
   return { status: r.status, headers, body: scrub(body) };
-}
-
-export function samePenalty(a: Penalty, b: Penalty): boolean {
-  if (a.kind !== b.kind) return false;
-  if (a.kind === 'cool' && b.kind === 'cool') return a.reason === b.reason && a.scope === b.scope && a.until === b.until;
-  return a.kind === 'none';
-}
-
-/** The usage counter a refused handshake adds to (as rotate.ts counts failed attempts). */
-export function usageOf(p: Penalty): UsageCounter | undefined {
-  if (p.kind !== 'cool') return undefined;
-  return p.reason === 'rate_limited' ? 'rateLimited' : p.reason === 'out_of_credit' ? 'outOfCredit' : undefined;
 }

@@ -1,9 +1,9 @@
 // Attacks on the fixes for the chain findings (96753e3..HEAD: one agent across reloads, capped shared
 // circuits, GET /models on a shared prefix, headerSafe, maxWaitMs across a chain, allow-lists on
-// fallbacks and WebSocket routing) that break them. Every test here FAILS on the code it was written
+// fallbacks and WebSocket routing) that broke them. Every test here FAILED on the code it was written
 // against (1f36dbd): each is one finding, named `attack: ...`, reproduced end to end against a real
-// keypool on loopback with fault upstreams (test/helpers/chain.ts). The integrator fixes src/; the test
-// then passes. Attacks the code withstood are in session-holds.test.ts.
+// keypool on loopback with fault upstreams (test/helpers/chain.ts). All are fixed and kept as regression
+// tests. Attacks the code withstood are in session-holds.test.ts.
 import { afterEach, describe, expect, it } from 'vitest';
 import { chainHarness, completion, type ChainHarness } from '../helpers/chain.js';
 import { act } from '../helpers/fault-upstream.js';
