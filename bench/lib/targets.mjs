@@ -44,7 +44,8 @@ export function startFloor(o) {
 /**
  * keypool itself (`keypool serve`), with a config written to `dir`. Ready when /healthz says 200.
  * With `gcProbeFile`, gc-probe.cjs is preloaded (see probeAfterGc).
- * @param {{ dir: string, name: string, upstreamUrl: string, keysFile: string, cpuProfDir?: string, gcProbeFile?: string }} o
+ * `extra`: more top-level config lines (YAML); `upstreamExtra`: more fields of the upstream (YAML, `key: value`).
+ * @param {{ dir: string, name: string, upstreamUrl: string, keysFile: string, cpuProfDir?: string, gcProbeFile?: string, extra?: string[], upstreamExtra?: string[] }} o
  */
 export async function startKeypool(o) {
   const port = await freePort();
@@ -59,7 +60,9 @@ export async function startKeypool(o) {
       '    prefix: /v1',
       `    baseUrl: ${o.upstreamUrl}/v1`,
       `    keysFromFile: ${o.keysFile}`,
+      ...(o.upstreamExtra ?? []).map((l) => `    ${l}`),
       'retry: { maxRetries: 3, maxWaitMs: 30000, timeoutMs: 600000 }',
+      ...(o.extra ?? []),
       '',
     ].join('\n'),
   );
