@@ -11,7 +11,7 @@ import { Circuit } from '../../src/proxy/circuit.js';
 import { MemoryHub } from '../../src/state/memory-store.js';
 import { RedisStore } from '../../src/state/redis-store.js';
 import { chainHarness, completion, secretOf, type ChainHarness } from '../helpers/chain.js';
-import { FakeClock } from '../helpers/fake-clock.js';
+import { drive, FakeClock } from '../helpers/fake-clock.js';
 import { act } from '../helpers/fault-upstream.js';
 import { redisAvailable, startRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
@@ -40,19 +40,6 @@ const streamed = (from: string) => () => act.stream([JSON.stringify({ choices: [
 const lists = (from: string, ids: readonly string[]) => () =>
   act.afterBody((r) => (r.method === 'GET' ? act.json(200, { object: 'list', data: ids.map((id) => ({ id, object: 'model' })) }) : act.json(200, completion('gpt-4o', from))));
 
-/** Moves a fake clock on while `p` is pending (waits in the room run on it), bounded in steps. */
-async function drive<T>(clock: FakeClock, p: Promise<T>, stepMs = 100): Promise<T> {
-  let settled = false;
-  void p.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  for (let i = 0; i < 1_000 && !settled; i++) {
-    await new Promise((r) => setTimeout(r, 1));
-    clock.advance(stepMs);
-  }
-  return p;
-}
 
 describe('reload and circuits', () => {
   it('attack: a reload that changes retry.connectTimeoutMs makes an in-flight request fail on its fallback and opens the healthy fallback’s circuit', async () => {

@@ -8,7 +8,7 @@ import { Circuit } from '../../src/proxy/circuit.js';
 import { MemoryHub } from '../../src/state/memory-store.js';
 import { RedisStore } from '../../src/state/redis-store.js';
 import { chainHarness, completion, type ChainHarness } from '../helpers/chain.js';
-import { FakeClock } from '../helpers/fake-clock.js';
+import { drive, FakeClock } from '../helpers/fake-clock.js';
 import { act } from '../helpers/fault-upstream.js';
 import { redisAvailable, startRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
@@ -49,19 +49,6 @@ const refusesWs = () => act.json(403, { error: { message: 'no realtime here', ty
 const ws = (h: ChainHarness, path: string, headers: Record<string, string> = auth) => openWs(`${h.url.replace('http://', 'ws://')}${path}`, { headers });
 const code = (text: string): unknown => (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
 
-/** Moves a fake clock on while `p` is pending (waits in the room run on it), bounded in steps. */
-async function drive<T>(clock: FakeClock, p: Promise<T>, stepMs = 100): Promise<T> {
-  let settled = false;
-  void p.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  for (let i = 0; i < 1_000 && !settled; i++) {
-    await new Promise((r) => setTimeout(r, 1));
-    clock.advance(stepMs);
-  }
-  return p;
-}
 
 describe('guard: shared circuit facts', () => {
   const circuit = { failures: 2, windowMs: 10_000, openMs: 5_000 };

@@ -72,3 +72,17 @@ export class FakeClock implements Clock {
     }
   }
 }
+
+/** Moves a fake clock on while `p` is pending (waits in the room run on it), bounded in steps. */
+export async function drive<T>(clock: FakeClock, p: Promise<T>, stepMs = 100): Promise<T> {
+  let settled = false;
+  void p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  for (let i = 0; i < 1_000 && !settled; i++) {
+    await new Promise((r) => setTimeout(r, 1));
+    clock.advance(stepMs);
+  }
+  return p;
+}
