@@ -17,6 +17,7 @@ import { wsAuthenticator } from './clients/ws-auth.js';
 import { clientErrorHandler, frameworkErrors, installHygiene } from './proxy/hygiene.js';
 import { createProxy, type Proxy, type UpstreamRuntime } from './proxy/proxy-handler.js';
 import { routingPath } from './proxy/request-target.js';
+import { requestIdOf } from './proxy/request-id.js';
 import { createUpstreamAgent } from './proxy/upstream-agent.js';
 import { createWebSocketProxy, type WebSocketProxy } from './proxy/websocket-proxy.js';
 import { WaitingRoom } from './keys/waiting-room.js';
@@ -142,7 +143,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const error = toKeypoolError(err);
     if (error.status >= 500) request.log.error({ err }, 'request failed');
-    return reply.code(error.status).headers(error.headers).send(error.toBody());
+    return reply.code(error.status).headers({ ...error.headers, 'x-keypool-request-id': requestIdOf(request.headers) }).send(error.toBody());
   });
   app.setNotFoundHandler((request, reply) => {
     const prefixes = live.upstreams.map((u) => u.prefix).join(', ');
@@ -150,7 +151,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       'keypool_route_not_found',
       `No upstream serves ${request.method} ${request.url.split('?')[0]}; configured prefixes: ${prefixes}.`,
     );
-    return reply.code(error.status).send(error.toBody());
+    return reply.code(error.status).header('x-keypool-request-id', requestIdOf(request.headers)).send(error.toBody());
   });
 
   // /readyz, the status page, the admin API and /metrics (src/admin/).

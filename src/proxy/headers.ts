@@ -78,6 +78,15 @@ export function setKey(
   return headers;
 }
 
+/**
+ * keypool's own answer headers (x-keypool-request-id, -attempts, -key, -upstream, -model, -wait-ms...):
+ * only keypool sets them. One from the upstream (another keypool in front of it, or a forger) would sit
+ * beside keypool's, or stand for one keypool did not send.
+ */
+function isKeypoolHeader(name: string): boolean {
+  return name.charCodeAt(0) === 120 && name.startsWith('x-keypool-');
+}
+
 /** The upstream's response headers as the client should see them. */
 export function clientResponseHeaders(
   upstream: Readonly<Record<string, string | string[] | undefined>>,
@@ -86,7 +95,7 @@ export function clientResponseHeaders(
   const out: OutgoingHttpHeaders = {};
   for (const name in upstream) {
     const v = upstream[name];
-    if (v === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    if (v === undefined || HOP_BY_HOP.has(name) || listed?.has(name) || isKeypoolHeader(name)) continue;
     out[name] = v;
   }
   return out;
@@ -101,7 +110,7 @@ export function clientResponseHeaderList(upstream: Readonly<Record<string, strin
   const out: string[] = [];
   for (const name in upstream) {
     const v = upstream[name];
-    if (v === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    if (v === undefined || HOP_BY_HOP.has(name) || listed?.has(name) || isKeypoolHeader(name)) continue;
     if (typeof v === 'string') out.push(name, v);
     else for (const one of v) out.push(name, one);
   }

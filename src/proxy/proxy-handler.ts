@@ -10,6 +10,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { KeypoolError } from '../errors.js';
 import type { Upstream } from '../config/load.js';
+import { requestIdOf } from './request-id.js';
 import { sendError } from './client-response.js';
 import type { RequestListener } from './request-record.js';
 import { prefixHandler, type UpstreamHandler } from './serve-request.js';
@@ -88,12 +89,17 @@ export function createProxy(deps: ProxyDeps): Proxy {
     handle(h, req, res) {
       if (this.closing) {
         res.setHeader('connection', 'close');
+        res.setHeader('x-keypool-request-id', requestIdOf(req.headers));
         sendError(res, new KeypoolError('keypool_shutting_down', 'keypool is shutting down; send the request to another replica or retry shortly.'), 0);
         return;
       }
       h.run(req, res, active).catch((err: unknown) => {
         current.logger.error({ err }, 'proxy handler failed');
-        if (!res.headersSent) sendError(res, new KeypoolError('keypool_internal_error', 'Internal error in keypool.'), 0);
+        if (!res.headersSent) {
+          // The id the request was given, if it got that far.
+          if (!res.hasHeader('x-keypool-request-id')) res.setHeader('x-keypool-request-id', requestIdOf(req.headers));
+          sendError(res, new KeypoolError('keypool_internal_error', 'Internal error in keypool.'), 0);
+        }
         else res.destroy();
       });
     },

@@ -2,7 +2,6 @@
 // limits, the body buffered once, the upstream that serves its model (several may share a prefix), the
 // walk along its chain of targets (walk-chain.ts), each target's attempt loop (rotate.ts), then the
 // answer delivered (deliver.ts) and one record for the log and the listeners.
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Upstream } from '../config/load.js';
@@ -19,6 +18,7 @@ import { modelsPath, serveModelList } from './model-list.js';
 import { pathHints, withPathModel } from './path-model.js';
 import { readBody } from './request-body.js';
 import { requestInfo } from './request-info.js';
+import { requestIdOf } from './request-id.js';
 import { RequestSignal } from './request-signal.js';
 import { headerCountError, resolveTarget } from './request-target.js';
 import { logFields, type RequestListener, type RequestRecord } from './request-record.js';
@@ -28,7 +28,6 @@ import type { Target } from './targets.js';
 import { walkChain, type ChainRun } from './walk-chain.js';
 
 /** A client's x-request-id longer than this is cut (it is logged and echoed). */
-const MAX_REQUEST_ID = 128;
 const NO_TRAIL: readonly TrailStep[] = [];
 const NO_FIELDS: readonly string[] = [];
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
@@ -86,7 +85,7 @@ export function prefixHandler(
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
     const host = headerValue(req.headers.host);
-    const requestId = headerValue(req.headers['x-request-id'])?.slice(0, MAX_REQUEST_ID) ?? randomUUID();
+    const requestId = requestIdOf(req.headers);
     const seen: Seen = { client: 'unknown', model: '', stream: false };
     const log = (status: number, o: RotateOutcome | undefined, served: { upstream: string; model?: string | undefined; walked?: readonly string[] }, d?: Partial<Delivered>): void => {
       const record: RequestRecord = {

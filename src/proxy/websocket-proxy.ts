@@ -3,12 +3,12 @@
 // waits, then answer the client's handshake with what came of it: 101 and a relayed session
 // (websocket-relay.ts), or the HTTP status no key could avoid. The client's credential never goes
 // upstream; the pool key is injected into the upstream handshake only. Names, never secrets, are logged.
-import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config, Upstream } from '../config/load.js';
 import { KeypoolError, type ErrorFormat } from '../errors.js';
 import { createScrubber } from '../keys/scrub.js';
+import { requestIdOf } from './request-id.js';
 import { resolveTarget } from './request-target.js';
 import type { RequestListener } from './request-record.js';
 import { RequestAborted } from './rotate.js';
@@ -39,7 +39,6 @@ export type { AuthOutcome, Authenticate, SessionView, WebSocketProxy, WebSocketP
 /** Bytes a client may send before its handshake is answered (it should send none): more closes it. */
 const MAX_EARLY_BYTES = 64 * 1024;
 /** A client's x-request-id longer than this is cut (it is logged and echoed). */
-const MAX_REQUEST_ID = 128;
 /** Status logged for a client that left before its handshake was answered (nginx's convention). */
 const CLIENT_CLOSED = 499;
 
@@ -123,7 +122,7 @@ class WsProxy implements WebSocketProxy {
     const deps = this.#deps;
     const url = req.url ?? '/';
     const remote = req.socket.remoteAddress;
-    const ctx: Context = { id: requestId(req.headers), url, started: performance.now(), upstream: '-', client: remote ?? 'unknown', model: '' };
+    const ctx: Context = { id: requestIdOf(req.headers), url, started: performance.now(), upstream: '-', client: remote ?? 'unknown', model: '' };
     // Errors on the raw socket (a reset mid-handshake) end up as 'close'; without a listener they would throw.
     socket.on('error', (err) => deps.logger.debug({ reqId: ctx.id, err: err.message }, 'websocket client socket error'));
     const refuse = (error: KeypoolError, format?: ErrorFormat): void => {
@@ -271,6 +270,3 @@ class WsProxy implements WebSocketProxy {
   }
 }
 
-function requestId(headers: IncomingHttpHeaders): string {
-  return headerValue(headers['x-request-id'])?.slice(0, MAX_REQUEST_ID) ?? randomUUID();
-}

@@ -1,5 +1,6 @@
-// Attacks on issue 15's lean hot path (86aa2fd) that break it: each `attack: ...` test fails today and
-// says what is wrong and why it matters. End to end against a real keypool on loopback with fault
+// Attacks on issue 15's lean hot path (86aa2fd) that broke it: each `attack: ...` test FAILED on the code
+// it was written against (eff4a2e) and says what was wrong and why it matters; all are fixed and kept as
+// regression tests. End to end against a real keypool on loopback with fault
 // upstreams (test/helpers/chain.ts). The attacks the code withstood are in perf-holds.test.ts.
 import { afterEach, describe, expect, it } from 'vitest';
 import { chainHarness, completion, type ChainHarness } from '../helpers/chain.js';
