@@ -1,7 +1,8 @@
 // Tokens an answer used, read from the `usage` the upstream put in it, without buffering the answer:
 // the first bytes (Anthropic's streams report input tokens in their first event) and the last bytes
 // (OpenAI's usage ends its JSON, or its last stream chunk; Anthropic's message_delta carries the output
-// count) are kept as the body passes, and read once at its end. Bounded memory per request.
+// count; Gemini's usageMetadata, cumulative, ends each chunk) are kept as the body passes, and read once at
+// its end. Bounded memory per request.
 
 /** Bytes kept from the start and from the end of an answer. */
 const HEAD_BYTES = 4 * 1024;
@@ -12,8 +13,10 @@ export interface Usage {
   readonly output: number;
 }
 
-const INPUT = /"(?:prompt_tokens|input_tokens)"\s*:\s*(\d{1,12})/g;
-const OUTPUT = /"(?:completion_tokens|output_tokens)"\s*:\s*(\d{1,12})/g;
+const INPUT = /"(?:prompt_tokens|input_tokens|promptTokenCount)"\s*:\s*(\d{1,12})/g;
+const OUTPUT = /"(?:completion_tokens|output_tokens|candidatesTokenCount)"\s*:\s*(\d{1,12})/g;
+/** Gemini's thinking tokens, billed as output and counted apart from the candidates'. */
+const THOUGHTS = /"thoughtsTokenCount"\s*:\s*(\d{1,12})/g;
 
 export class UsageTap {
   #head: Buffer[] = [];
@@ -45,12 +48,19 @@ export class UsageTap {
 
 /** Finds usage counts in text (a JSON answer, or SSE events); undefined when there are none. */
 export function usageIn(text: string): Usage | undefined {
-  // Every count this reads is named "..._tokens": most bodies are passed over with one search.
-  if (!text.includes('_tokens"')) return undefined;
+  // Every count this reads is named "..._tokens" (OpenAI, Anthropic) or "...TokenCount" (Gemini): most
+  // bodies are passed over with one or two searches.
+  const gemini = text.includes('TokenCount"');
+  if (!gemini && !text.includes('_tokens"')) return undefined;
   let input: number | undefined;
   let output: number | undefined;
   for (const m of text.matchAll(INPUT)) input = Math.max(input ?? 0, Number(m[1]));
   for (const m of text.matchAll(OUTPUT)) output = Number(m[1]);
+  if (gemini) {
+    let thoughts: number | undefined;
+    for (const m of text.matchAll(THOUGHTS)) thoughts = Number(m[1]);
+    if (thoughts !== undefined) output = (output ?? 0) + thoughts;
+  }
   if (input === undefined && output === undefined) return undefined;
   return { input: input ?? 0, output: output ?? 0 };
 }

@@ -13,6 +13,7 @@ import type { ConfigInput } from '../../src/config/schema.js';
 import { startFakeUpstream, type FakeUpstream, type Provider } from '../../src/fake-upstream/server.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/wait.js';
 
 type UpstreamInput = ConfigInput['upstreams'][number];
 
@@ -146,6 +147,16 @@ describe('gemini preset', () => {
     expect(res.statusCode).toBe(200);
     await res.body.dump();
     expectPoolKeysOnly(f);
+  });
+
+  it('counts the tokens of Gemini\'s usageMetadata on the key that served', async () => {
+    const { p } = await start();
+    const res = await generate(p, 'gemini-2.5-flash');
+    expect(res.statusCode).toBe(200);
+    const body = (await res.body.json()) as { usageMetadata: { promptTokenCount: number; candidatesTokenCount: number } };
+    await waitFor(() => p.pool.states().some((s) => s.tokens.input > 0));
+    const served = p.pool.states().find((s) => s.tokens.input > 0)!;
+    expect(served.tokens).toEqual({ input: body.usageMetadata.promptTokenCount, output: body.usageMetadata.candidatesTokenCount });
   });
 
   it('cools a key for the retryDelay of a 429 RESOURCE_EXHAUSTED', async () => {

@@ -1,5 +1,6 @@
 // Usage read from answers as they pass: JSON bodies, OpenAI streams with include_usage, Anthropic
-// streams (input in the first event, output in the last), and bodies far longer than what is kept.
+// streams (input in the first event, output in the last), Gemini's usageMetadata, and bodies far longer
+// than what is kept.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { UsageTap, usageIn } from '../../src/proxy/usage-tap.js';
@@ -39,6 +40,12 @@ describe('usage', () => {
     const deltas = Array.from({ length: 400 }, () => 'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":"hello world"}}\n\n').join('');
     const end = 'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":15}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n';
     expect(tapOf(start, deltas, end)).toEqual({ input: 25, output: 15 });
+  });
+  it('reads Gemini: usageMetadata of a body, the last of a stream (cumulative), thinking tokens as output', () => {
+    expect(tapOf('{"candidates":[],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":6,"totalTokenCount":15}}')).toEqual({ input: 9, output: 6 });
+    const chunks = Array.from({ length: 300 }, (_, i) => `data: {"candidates":[{"content":{"parts":[{"text":"t${i}"}]}}],"usageMetadata":{"promptTokenCount":9,"totalTokenCount":9}}\r\n\r\n`).join('');
+    const last = 'data: {"candidates":[{"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":300,"thoughtsTokenCount":40,"totalTokenCount":349}}\r\n\r\n';
+    expect(tapOf(chunks, last)).toEqual({ input: 9, output: 340 });
   });
   it('finds nothing where there is nothing, and never throws', () => {
     expect(tapOf('{"ok":true}')).toBeUndefined();
