@@ -1,6 +1,7 @@
 // registerAdmin(app, deps): keypool's operator surface on the Fastify side of the server. /readyz and
 // the status page are open; the admin API (/admin/keys, /admin/clients, /admin/config) and /metrics sit
-// behind the admin guard. One listener on app.proxy.onRequest feeds them all (traffic.ts).
+// behind the admin guard. One listener on app.proxy.onRequest (and one on app.websockets.onRequest) feeds
+// them all (traffic.ts).
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
@@ -28,6 +29,11 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): Traffic {
   const settings = (): AdminSettings | undefined => (config() as Config & { readonly admin?: AdminSettings }).admin;
   const traffic = new Traffic(config());
   app.proxy.onRequest((r) => traffic.record(r, clock.now()));
+  // WebSocket sessions count as requests too (status 101 once open). One refused before it was routed
+  // names no upstream ('-') and is only logged: labels come from the config.
+  app.websockets.onRequest((r) => {
+    if (app.pools.has(r.upstream)) traffic.record(r, clock.now());
+  });
   const registry = createMetrics(app, { clock, traffic });
 
   registerReadiness(app, clock);

@@ -255,3 +255,23 @@ describe('a client’s limits on WebSocket sessions', () => {
     await b.closed;
   });
 });
+
+describe('WebSocket sessions in metrics and the admin view', () => {
+  it('an open session counts as a request (101) for its upstream and client; a refused handshake with its status', async () => {
+    const h = await shared([{ name: 'openai' }], [{ name: 'agent', token: TOKEN, models: ['gpt-4o-realtime*'] }]);
+    const c = mustOpen(await openWs(`${h.ws}/v1/realtime?model=gpt-4o-realtime-preview`, { headers: auth }));
+    c.ws.close();
+    await c.closed;
+    expect(mustRefuse(await openWs(`${h.ws}/v1/realtime?model=o3`, { headers: auth })).status).toBe(403);
+    // Refused before routing (no token): logged, not a labelled series.
+    expect(mustRefuse(await openWs(`${h.ws}/v1/realtime?model=gpt-4o-realtime-preview`)).status).toBe(401);
+    await waitFor(() => h.lines().length >= 3);
+    const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
+    const samples = metrics.split('\n').filter((l) => l.startsWith('keypool_requests_total{'));
+    expect(samples.some((l) => l.includes('upstream="openai"') && l.includes('client="agent"') && l.includes('status="101"') && l.endsWith(' 1'))).toBe(true);
+    expect(samples.some((l) => l.includes('status="403"') && l.endsWith(' 1'))).toBe(true);
+    expect(samples.some((l) => l.includes('status="401"'))).toBe(false);
+    const clients = JSON.parse((await h.app.inject({ method: 'GET', url: '/admin/clients' })).body) as { clients: { name: string; requests: number }[] };
+    expect(clients.clients.find((r) => r.name === 'agent')?.requests).toBe(2);
+  });
+});
