@@ -5,6 +5,7 @@
 import { KeypoolError } from '../errors.js';
 import type { Demand, KeyPool, UpstreamAnswer } from '../keys/pool.js';
 import type { Scrubber } from '../keys/scrub.js';
+import type { AbortWhy } from './rotate-types.js';
 
 export type Failure =
   // The upstream's body is kept raw: it is only turned into a (scrubbed) message if the request fails.
@@ -172,7 +173,7 @@ export function isLocalDispatchFailure(err: unknown): boolean {
  * upstream may be running it: the client must not send it again), or at the deadline. A client that
  * left gets nothing (undefined).
  */
-export function stoppedError(why: 'client_closed' | 'deadline' | 'shutdown', sent: boolean, timeoutMs: number): KeypoolError | undefined {
+export function stoppedError(why: AbortWhy, sent: boolean, timeoutMs: number): KeypoolError | undefined {
   if (why === 'shutdown') {
     const message = sent
       ? 'keypool is shutting down; the upstream may have the request already, so it should not be sent again.'

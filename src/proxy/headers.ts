@@ -50,6 +50,16 @@ function connectionListed(value: string | string[] | undefined): Set<string> | u
   return names.size > 0 ? names : undefined;
 }
 
+/**
+ * keypool's own headers (x-keypool-request-id, -attempts, -key, -upstream, -model, -wait-ms...): only
+ * keypool sets them, in either direction. One from the upstream (another keypool in front of it, or a
+ * forger) would sit beside keypool's, or stand for one keypool did not send; one from a client is not
+ * the upstream's business.
+ */
+function isKeypoolHeader(name: string): boolean {
+  return name.charCodeAt(0) === 120 && name.startsWith('x-keypool-');
+}
+
 /** The client's headers as the upstream should see them, before a key is added. */
 export function upstreamRequestHeaders(client: IncomingHttpHeaders): Record<string, string | string[]> {
   const listed = connectionListed(client.connection);
@@ -57,7 +67,7 @@ export function upstreamRequestHeaders(client: IncomingHttpHeaders): Record<stri
   for (const name in client) {
     const v = client[name];
     if (v === undefined || HOP_BY_HOP.has(name) || REQUEST_DROP.has(name) || listed?.has(name)) continue;
-    if (name.startsWith('x-keypool-')) continue;
+    if (isKeypoolHeader(name)) continue;
     out[name] = v;
   }
   return out;
@@ -78,14 +88,6 @@ export function setKey(
   return headers;
 }
 
-/**
- * keypool's own answer headers (x-keypool-request-id, -attempts, -key, -upstream, -model, -wait-ms...):
- * only keypool sets them. One from the upstream (another keypool in front of it, or a forger) would sit
- * beside keypool's, or stand for one keypool did not send.
- */
-function isKeypoolHeader(name: string): boolean {
-  return name.charCodeAt(0) === 120 && name.startsWith('x-keypool-');
-}
 
 /** The upstream's response headers as the client should see them. */
 export function clientResponseHeaders(

@@ -287,7 +287,7 @@ export function prefixHandler(
       // One request: the members the client may use share its budget, as the targets of a chain do.
       const budget = { charged: 0, waitedMs: 0 };
       const members = group.filter((u) => allowed(u.name, undefined));
-      const listed = await serveModelList({ group: members, targets, format, run: (target, last) => onTarget({ target, model: undefined, budget, leaveOnFault: !last, rerouteContextLength: false }), keep: known === undefined || gate === undefined ? undefined : (name, id) => gate.mayUse(known, name, id) });
+      const listed = await serveModelList({ group: members, targets, format, run: (target, last) => onTarget({ target, model: undefined, budget, leaveOnFault: !last, rerouteContextLength: false }), keep: known === undefined || gate === undefined ? undefined : allowed });
       const d = await deliver(deliveryOf(res, keepAlive, NO_HEADERS), listed);
       // Not a fallback: the members asked are in the trail.
       log(d.status, listed, { upstream: fallback.name }, d);

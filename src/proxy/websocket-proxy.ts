@@ -20,7 +20,7 @@ import { headerValue, logLine, pathOnly, recordOf, type Context, type RecordExtr
 import { HIGH_WATER_BYTES, LOW_WATER_BYTES, Relay } from './websocket-relay.js';
 import { answerOnSocket, refuseWithError } from './websocket-refuse.js';
 import { routeUpgrade, type AllowCheck } from './websocket-route.js';
-import { checkUpgrade, modelFromUrl, repeatsModel, upstreamHandshakeHeaders, upstreamSubprotocols } from './websocket-request.js';
+import { checkUpgrade, queryModel, upstreamHandshakeHeaders, upstreamSubprotocols } from './websocket-request.js';
 import { handshakeLines, keypoolHeaders } from './websocket-response.js';
 import {
   HANDSHAKE_TIMEOUT_MS,
@@ -157,8 +157,9 @@ class WsProxy implements WebSocketProxy {
     // The same hygiene as HTTP, before anything else: a path that could leave the base path never gets a key.
     const hygiene = resolveTarget(req.method ?? 'GET', url, route.upstream, host);
     if (!hygiene.ok) return refuse(hygiene.error, format);
-    if (repeatsModel(url)) return refuse(new KeypoolError('keypool_invalid_request', 'The handshake names its model more than once (?model=); name it once.'), format);
-    ctx.model = modelFromUrl(url);
+    const asked = queryModel(url);
+    if (asked.repeated) return refuse(new KeypoolError('keypool_invalid_request', 'The handshake names its model more than once (?model=); name it once.'), format);
+    ctx.model = asked.model;
     const routed = routeUpgrade(route, ctx.model, allow);
     ctx.upstream = routed.upstream.name;
     if (!routed.ok) return refuse(routed.error, format);

@@ -89,30 +89,24 @@ export function upstreamHandshakeHeaders(client: IncomingHttpHeaders): Record<st
   return out;
 }
 
-/** The `model` query parameter (the Realtime API names its model there); '' when absent or unusable. */
 /**
- * Whether the query names its model more than once: keypool routes and checks one value, an upstream
- * may read another (the last, for many servers), so such a handshake is refused rather than guessed.
+ * The `model` query parameter (the Realtime API names its model there): '' when absent or unusable, and
+ * whether the query names it more than once. keypool routes and checks one value while an upstream may
+ * read another (the last, for many servers), so a repeated one is refused rather than guessed.
  */
-export function repeatsModel(url: string): boolean {
+export function queryModel(url: string): { readonly model: string; readonly repeated: boolean } {
   const q = url.indexOf('?');
-  if (q === -1) return false;
+  if (q === -1) return NO_MODEL;
+  let models: string[];
   try {
-    return new URLSearchParams(url.slice(q + 1)).getAll('model').length > 1;
+    models = new URLSearchParams(url.slice(q + 1)).getAll('model');
   } catch {
-    return true;
+    return { model: '', repeated: true };
   }
+  const model = models[0];
+  const repeated = models.length > 1;
+  if (model === undefined || model.length > MAX_MODEL_CHARS || /[\x00-\x1f\x7f]/.test(model)) return repeated ? { model: '', repeated } : NO_MODEL;
+  return { model, repeated };
 }
 
-export function modelFromUrl(url: string): string {
-  const q = url.indexOf('?');
-  if (q === -1) return '';
-  let model: string | null;
-  try {
-    model = new URLSearchParams(url.slice(q + 1)).get('model');
-  } catch {
-    return '';
-  }
-  if (model === null || model.length > MAX_MODEL_CHARS || /[\x00-\x1f\x7f]/.test(model)) return '';
-  return model;
-}
+const NO_MODEL = Object.freeze({ model: '', repeated: false });

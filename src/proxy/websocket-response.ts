@@ -19,7 +19,8 @@ export function keypoolHeaders(id: string, attempts: number, key: string | undef
 export function handshakeLines(upstream: IncomingHttpHeaders, scrub: (text: string) => string, own: Readonly<Record<string, string>>): string[] {
   const relayed: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(clientResponseHeaders(upstream))) {
-    if (value === undefined || name.startsWith('sec-websocket-') || name.startsWith('x-keypool-')) continue;
+    // clientResponseHeaders has dropped hop-by-hop and the upstream's own x-keypool-* headers already.
+    if (value === undefined || name.startsWith('sec-websocket-')) continue;
     relayed[name] = Array.isArray(value) ? value.map((v) => scrub(String(v))) : scrub(String(value));
   }
   return [...headerLines(relayed, SKIP), ...headerLines(own, SKIP)];

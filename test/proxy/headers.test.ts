@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { clientResponseHeaders, headerSafe, setKey, upstreamRequestHeaders } from '../../src/proxy/headers.js';
+import { clientResponseHeaderList, clientResponseHeaders, headerSafe, setKey, upstreamRequestHeaders } from '../../src/proxy/headers.js';
 
 describe('upstreamRequestHeaders', () => {
   it('drops hop-by-hop headers, Connection-listed names, client credentials and framing', () => {
@@ -63,5 +63,13 @@ describe('headerSafe', () => {
     expect(headerSafe('gpt-4o\n')).toBe('gpt-4o%0A');
     expect(headerSafe('gpt-4o\u{1F600}')).toBe('gpt-4o%F0%9F%98%80');
     expect(headerSafe('a\ud800b')).toBe('a%EF%BF%BDb');
+  });
+});
+
+describe('keypool’s own headers from an upstream', () => {
+  it('are dropped from every answer the client gets, object or flat list; the rest is kept', () => {
+    const up = { 'x-keypool-request-id': 'forged', 'x-keypool-attempts': ['9', '9'], 'x-keypool-key': 'victim', 'x-keypoolish': 'kept', 'content-type': 'application/json' };
+    expect(clientResponseHeaders(up)).toEqual({ 'x-keypoolish': 'kept', 'content-type': 'application/json' });
+    expect(clientResponseHeaderList(up)).toEqual(['x-keypoolish', 'kept', 'content-type', 'application/json']);
   });
 });

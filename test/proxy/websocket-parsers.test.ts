@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { closeForOther, isSendableCode, MAX_CLOSE_REASON_BYTES, scrubReason } from '../../src/proxy/websocket-close.js';
 import { formatHead } from '../../src/proxy/websocket-refuse.js';
 import { handshakeLines } from '../../src/proxy/websocket-response.js';
-import { checkUpgrade, isCredentialProtocol, MAX_SUBPROTOCOLS, modelFromUrl, parseSubprotocols, upstreamHandshakeHeaders, upstreamSubprotocols } from '../../src/proxy/websocket-request.js';
+import { checkUpgrade, isCredentialProtocol, MAX_SUBPROTOCOLS, parseSubprotocols, queryModel, upstreamHandshakeHeaders, upstreamSubprotocols } from '../../src/proxy/websocket-request.js';
 import { SessionUsage } from '../../src/proxy/websocket-usage.js';
 
 const GOOD = { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
@@ -105,7 +105,7 @@ describe('upstreamHandshakeHeaders', () => {
   });
 });
 
-describe('modelFromUrl', () => {
+describe('queryModel', () => {
   it.each([
     ['/v1/realtime?model=gpt-realtime', 'gpt-realtime'],
     ['/v1/realtime?x=1&model=gpt-4o-realtime-preview%2D2024', 'gpt-4o-realtime-preview-2024'],
@@ -114,12 +114,16 @@ describe('modelFromUrl', () => {
     ['/v1/realtime?model=a%0Ab', ''],
     [`/v1/realtime?model=${'m'.repeat(300)}`, ''],
   ])('%s -> %j', (url, model) => {
-    expect(modelFromUrl(url)).toBe(model);
+    expect(queryModel(url)).toEqual({ model, repeated: false });
+  });
+  it('says when the query names its model more than once', () => {
+    expect(queryModel('/v1/realtime?model=a&model=b')).toEqual({ model: 'a', repeated: true });
+    expect(queryModel('/v1/realtime?model=a%0A&x=1&model=b')).toEqual({ model: '', repeated: true });
   });
   it('never throws and never returns control characters', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 300 }), (q) => {
-        expect(modelFromUrl(`/v1/realtime?${q}`)).not.toMatch(/[\x00-\x1f\x7f]/);
+        expect(queryModel(`/v1/realtime?${q}`).model).not.toMatch(/[\x00-\x1f\x7f]/);
       }),
     );
   });
