@@ -1,9 +1,9 @@
 // Turns the first bytes of an upstream error body into text for the policy and the client's message:
 // gzip, deflate and br are decoded, bounded in output, and a truncated or broken encoding yields what
-// could be read (or nothing), never an exception; and an answer read that way, as the client gets it.
+// could be read (or nothing), never an exception; and an answer read that way, as the client gets it
+// (scrubbed).
 import zlib from 'node:zlib';
 import type { UpstreamAnswer } from '../keys/pool.js';
-import type { AttemptHead } from './attempt.js';
 import { clientResponseHeaders } from './headers.js';
 
 export function decodeBody(raw: Buffer, encoding: string | string[] | undefined, limit: number): string {
@@ -20,12 +20,21 @@ export function decodeBody(raw: Buffer, encoding: string | string[] | undefined,
   return raw.subarray(0, limit).toString('utf8');
 }
 /**
- * An answer whose body was read (and decoded): its headers without the ones that described the raw bytes,
- * its text scrubbed of secrets (a gateway may quote the credential it refused).
+ * An answer whose body was read (and decoded), as the client may see it: its headers without the ones
+ * that described the raw bytes (and any `skip` names), every value and the text scrubbed of secrets (a
+ * gateway may quote the credential it refused, in its text or in a header). HTTP attempts and WebSocket
+ * handshakes both hand answers on through here.
  */
-export function answerOf(head: Extract<AttemptHead, { kind: 'head' }>, body: string, scrub: (t: string) => string): UpstreamAnswer {
-  const headers = clientResponseHeaders(head.headers) as Record<string, string | string[]>;
-  delete headers['content-length'];
-  delete headers['content-encoding'];
+export function answerOf(
+  head: { readonly status: number; readonly headers: Readonly<Record<string, string | string[] | undefined>> },
+  body: string,
+  scrub: (t: string) => string,
+  skip: (name: string) => boolean = () => false,
+): UpstreamAnswer {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(clientResponseHeaders(head.headers))) {
+    if (value === undefined || name === 'content-length' || name === 'content-encoding' || skip(name)) continue;
+    headers[name] = Array.isArray(value) ? value.map((v) => scrub(String(v))) : scrub(String(value));
+  }
   return { status: head.status, headers, body: scrub(body) };
 }
