@@ -48,10 +48,11 @@ export class UsageTap {
 
 /** Finds usage counts in text (a JSON answer, or SSE events); undefined when there are none. */
 export function usageIn(text: string): Usage | undefined {
-  // Every count this reads is named "..._tokens" (OpenAI, Anthropic) or "...TokenCount" (Gemini): most
-  // bodies are passed over with one or two searches.
-  const gemini = text.includes('TokenCount"');
-  if (!gemini && !text.includes('_tokens"')) return undefined;
+  // Every count this reads is named "..._tokens" (OpenAI, Anthropic) or "...TokenCount" (Gemini), and a
+  // body names them one way: one search for an OpenAI or Anthropic answer, two for the rest.
+  const named = text.includes('_tokens"');
+  const gemini = !named && text.includes('TokenCount"');
+  if (!named && !gemini) return undefined;
   let input: number | undefined;
   let output: number | undefined;
   for (const m of text.matchAll(INPUT)) input = Math.max(input ?? 0, Number(m[1]));
